@@ -1,0 +1,1 @@
+"""A real Apache Kafka broker (KRaft, one node) from Maven Central artifacts, without Docker."""

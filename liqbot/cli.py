@@ -1,0 +1,207 @@
+"""`liqbot`: the one command-line door to every capability."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from liqbot.config import Settings
+from liqbot.errors import LiqbotError
+
+__all__ = ["main"]
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CAPTURES = (
+    REPO.parent / "shared" / "data" / "bybit" / "bybit_v5_linear_2026-08-09_44s.jsonl.zst",
+    REPO.parent / "shared" / "data" / "bybit" / "allLiquidation_frames.jsonl",
+)
+
+
+def _kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy import local
+
+    if args.action == "up":
+        platform = local.up(settings, port=args.port)
+        print(f"kafka up: pid {platform.broker.pid}, bootstrap {platform.broker.bootstrap}, "
+              f"data {settings.broker.home}/data")
+        if platform.registry:
+            print(f"schema registry up: pid {platform.registry.pid}, {platform.registry.url}")
+    elif args.action == "down":
+        broker_was_up, registry_was_up = local.down(settings)
+        print("schema registry down" if registry_was_up else "schema registry was not running")
+        print("kafka down" if broker_was_up else "kafka was not running")
+    else:
+        return _status(settings)
+    return 0
+
+
+def _status(settings: Settings) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    from deploy import local
+
+    platform = local.status(settings)
+    if platform is None:
+        print(f"kafka: not running (home {settings.broker.home})")
+        return 1
+    topics = AdminClient({"bootstrap.servers": platform.broker.bootstrap}).list_topics(timeout=10).topics
+    user_topics = sorted(t for t in topics if not t.startswith("__"))
+    print(f"kafka: up, pid {platform.broker.pid}, bootstrap {platform.broker.bootstrap}, {len(user_topics)} topics")
+    for name in user_topics:
+        print(f"  {name} ({len(topics[name].partitions)} partitions)")
+    reg = platform.registry
+    print(f"schema registry: up, pid {reg.pid}, {reg.url}" if reg else "schema registry: not running")
+    return 0
+
+
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.clients import Clients
+
+    clients = Clients.connect(_ensure_services(args, settings))
+    outcome = clients.topics.ensure(clients.admin())
+    print(f"{'topic':<28} {'schema':<22} {'key':<7} {'retention':>10} {'cleanup':<8} state")
+    for spec in clients.topics.specs:
+        name = clients.topics.name(spec)
+        retention = "forever" if spec.retention_ms < 0 else f"{spec.retention_ms / 86_400_000:g}d"
+        print(f"{name:<28} {spec.schema:<22} {spec.key:<7} {retention:>10} {spec.cleanup_policy:<8} {outcome[name]}")
+    return 0
+
+
+def _roundtrip(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.clients import Clients
+    from streams.roundtrip import records_from_captures, roundtrip
+
+    settings = _ensure_services(args, settings)
+    captures = [Path(p) for p in args.capture] or list(DEFAULT_CAPTURES)
+    missing = [str(p) for p in captures if not p.exists()]
+    if missing:
+        raise LiqbotError(f"capture not found: {', '.join(missing)} (the real data lives in ../shared/data)")
+    parsed = records_from_captures(captures)
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(parsed.frames.items()))
+    print(f"parsed {sum(parsed.frames.values())} frames from {len(captures)} captures ({kinds}) "
+          f"into {len(parsed.records)} records")
+    for error in parsed.errors:
+        print(f"  parse error: {error}")
+    clients = Clients.connect(settings)
+    clients.topics.ensure(clients.admin())
+    results = roundtrip(parsed.records, clients.topics, clients.producer, clients.consumer)
+    print(f"\n{'topic':<26} {'schema':<20} {'sent':>6} {'back':>6}  identical  per-key order")
+    for r in results:
+        print(f"{r.topic:<26} {r.schema:<20} {r.sent:>6} {r.received:>6}  {'yes' if r.identical else 'NO':<9}  "
+              f"{'yes' if r.in_key_order else 'NO'}")
+    ok = all(r.identical and r.in_key_order for r in results)
+    summary = {"records_sent": sum(r.sent for r in results), "records_received": sum(r.received for r in results),
+               "topics": len(results), "identical": ok, "serde": settings.serde.kind,
+               "bootstrap": settings.kafka.bootstrap_servers}
+    print(json.dumps(summary))
+    return 0 if ok else 1
+
+
+def _ensure_services(args: argparse.Namespace, settings: Settings) -> Settings:
+    """Use --bootstrap/--registry when given, else the local platform (started when it is down)."""
+    if args.bootstrap:
+        kafka = replace(settings.kafka, bootstrap_servers=args.bootstrap)
+        serde = replace(settings.serde, registry_url=args.registry or settings.serde.registry_url)
+        return replace(settings, kafka=kafka, serde=serde)
+    from deploy import local
+
+    platform = local.status(settings)
+    if platform is None or (settings.serde.kind == "confluent" and platform.registry is None):
+        platform = local.up(settings, port=settings.broker.port)
+        print(f"local platform up: kafka {platform.broker.bootstrap}"
+              + (f", registry {platform.registry.url}" if platform.registry else "")
+              + " (stop it with `liqbot kafka down`)")
+    return local.connect_settings(settings, platform)
+
+
+def _schemas(args: argparse.Namespace, settings: Settings) -> int:
+    import schemas
+    from schemas.compatibility import full_incompatibilities
+
+    released = schemas.load_dir(schemas.RELEASED_DIR)
+    failures = 0
+    for name, current in schemas.load_all().items():
+        old = released.get(name)
+        problems = full_incompatibilities(current.raw, old.raw) if old else []
+        state = "new (not yet released)" if old is None else ("compatible" if not problems else "INCOMPATIBLE")
+        print(f"{name:<24} {current.fingerprint.hex()}  {state}")
+        for p in problems:
+            print(f"    {p}")
+        failures += bool(problems)
+    for name in sorted(set(released) - set(schemas.load_all())):
+        print(f"{name:<24} REMOVED: consumers of the released version still expect it")
+        failures += 1
+    return 1 if failures else 0
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bench import run_benchmark
+
+    return run_benchmark(args.name, args.rest, settings)
+
+
+def _test(args: argparse.Namespace, settings: Settings) -> int:
+    cmd = [sys.executable, "-m", "pytest", *(args.rest or ["-q"])]
+    return subprocess.call(cmd, cwd=REPO)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="liqbot", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    kafka = sub.add_parser("kafka", help="the local Apache Kafka broker (KRaft, no Docker) and schema registry")
+    kafka.add_argument("action", choices=["up", "down", "status"])
+    kafka.add_argument("--port", type=int, default=9092,
+                       help="Kafka port on 127.0.0.1; controller port+1, registry port+2, its management port+3")
+    kafka.set_defaults(func=_kafka)
+
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--bootstrap", help="use this Kafka instead of the local broker")
+    remote.add_argument("--registry", help="with --bootstrap: the schema registry's ccompat/v7 URL")
+
+    topics = sub.add_parser("topics", parents=[remote], help="create the registry's topics (idempotent), list them")
+    topics.set_defaults(func=_topics)
+
+    rt = sub.add_parser("roundtrip", parents=[remote], help="real Bybit frames through Avro and Kafka and back")
+    rt.add_argument("capture", nargs="*", help="capture files (default: the real ones in ../shared/data/bybit)")
+    rt.set_defaults(func=_roundtrip)
+
+    sch = sub.add_parser("schemas", help="check schemas/ against the released snapshot")
+    sch.add_argument("action", choices=["check"])
+    sch.set_defaults(func=_schemas)
+
+    bench = sub.add_parser("bench", help="run a benchmark: prints a table, then one JSON line")
+    bench.add_argument("name")
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_bench)
+
+    test = sub.add_parser("test", help="run the test suite (pytest; extra arguments go to pytest)")
+    test.add_argument("rest", nargs=argparse.REMAINDER)
+    test.set_defaults(func=_test)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace, Settings], int] = args.func
+    try:
+        return func(args, Settings.from_env(os.environ))
+    except LiqbotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

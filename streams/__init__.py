@@ -1,0 +1,1 @@
+"""Everything that moves records: venue connectors, serde, topics, producers, consumers."""

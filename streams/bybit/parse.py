@@ -1,0 +1,238 @@
+"""Pure functions from Bybit v5 public frames and REST replies to typed records; the one venue boundary."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from liqbot.errors import LiqbotError
+from schemas.records import (
+    AvroRecord, BookLevel, BookUpdate, Instrument, Liquidation, PositionSide, Side, Ticker, Trade,
+)
+
+__all__ = ["ParseError", "Parsed", "BybitPublicParser", "parse_instruments", "ms_to_ns"]
+
+_NS_PER_MS = 1_000_000
+_TAKER_SIDE: dict[str, Side] = {"Buy": "BUY", "Sell": "SELL"}
+# Bybit reports the side of the liquidated position: Buy = a long was liquidated.
+_POSITION_SIDE: dict[str, PositionSide] = {"Buy": "LONG", "Sell": "SHORT"}
+_TICKER_FIELDS = {
+    "lastPrice": "last_price", "markPrice": "mark_price", "indexPrice": "index_price",
+    "fundingRate": "funding_rate", "openInterest": "open_interest", "openInterestValue": "open_interest_value",
+    "bid1Price": "bid1_price", "ask1Price": "ask1_price", "volume24h": "volume_24h", "turnover24h": "turnover_24h",
+}
+
+
+class ParseError(LiqbotError):
+    """A frame that is not valid Bybit v5 JSON of a known shape; the message names topic and field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What one frame became: its kind (trade, liquidation, book, ticker, control, ignored) and records."""
+
+    kind: str
+    records: tuple[AvroRecord, ...] = ()
+    topic: str = ""
+
+
+def ms_to_ns(value: Any) -> int:
+    """Bybit milliseconds (int or decimal string) to integer nanoseconds."""
+    return int(value) * _NS_PER_MS
+
+
+@dataclass
+class BybitPublicParser:
+    """Parses public WebSocket frames of one connection; keeps only the per-symbol ticker state deltas need."""
+
+    venue: str = "bybit-linear"
+    _tickers: dict[str, Ticker] = field(default_factory=dict)
+
+    def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed:
+        try:
+            frame = json.loads(frame_text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(f"frame is not JSON: {exc}") from exc
+        if not isinstance(frame, dict):
+            raise ParseError(f"frame is a JSON {type(frame).__name__}, expected an object")
+        topic = frame.get("topic")
+        if topic is None:
+            if "op" in frame or "success" in frame:
+                return Parsed("control")
+            raise ParseError("frame has neither 'topic' nor 'op'")
+        channel = str(topic).split(".", 1)[0]
+        handler = _HANDLERS.get(channel)
+        if handler is None:
+            raise ParseError(f"topic {topic}: unknown channel {channel!r}")
+        try:
+            return handler(self, str(topic), frame, ts_recv_ns)
+        except ParseError:
+            raise
+        except KeyError as exc:
+            raise ParseError(f"topic {topic}: missing field {exc.args[0]!r}") from exc
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ParseError(f"topic {topic}: malformed frame: {exc}") from exc
+
+    def _trades(self, topic: str, frame: dict[str, Any], ts_recv_ns: int) -> Parsed:
+        ts_exchange_ns = ms_to_ns(frame["ts"])
+        records = tuple(
+            Trade(
+                venue=self.venue, symbol=t["s"], event_id=str(t["i"]), ts_event_ns=ms_to_ns(t["T"]),
+                ts_exchange_ns=ts_exchange_ns, ts_recv_ns=ts_recv_ns, taker_side=_side(topic, t["S"], _TAKER_SIDE),
+                price=_decimal(topic, "p", t["p"]), size=_decimal(topic, "v", t["v"]), tick_direction=t.get("L"),
+                block_trade=bool(t.get("BT", False)), rpi=t.get("RPI"), seq=t.get("seq"),
+            )
+            for t in _items(topic, frame)
+        )
+        return Parsed("trade", records, topic)
+
+    def _all_liquidation(self, topic: str, frame: dict[str, Any], ts_recv_ns: int) -> Parsed:
+        ts_exchange_ns = ms_to_ns(frame["ts"])
+        seen: Counter[tuple[str, ...]] = Counter()
+        records = []
+        for item in _items(topic, frame):
+            identity = (item["s"], str(item["T"]), item["S"], item["p"], item["v"])
+            seen[identity] += 1  # identical entries inside one frame stay distinct events
+            records.append(Liquidation(
+                venue=self.venue, symbol=item["s"], event_id=":".join((*identity, str(seen[identity]))),
+                ts_event_ns=ms_to_ns(item["T"]), ts_exchange_ns=ts_exchange_ns, ts_recv_ns=ts_recv_ns,
+                position_side=_side(topic, item["S"], _POSITION_SIDE),
+                bankruptcy_price=_decimal(topic, "p", item["p"]), size=_decimal(topic, "v", item["v"]),
+                feed="allLiquidation",
+            ))
+        return Parsed("liquidation", tuple(records), topic)
+
+    def _legacy_liquidation(self, topic: str, frame: dict[str, Any], ts_recv_ns: int) -> Parsed:
+        """`liquidation.{symbol}`, deprecated by Bybit on 2025-02-20: one object, long field names."""
+        item = frame["data"]
+        identity = (item["symbol"], str(item["updatedTime"]), item["side"], item["price"], item["size"])
+        record = Liquidation(
+            venue=self.venue, symbol=item["symbol"], event_id=":".join((*identity, "1")),
+            ts_event_ns=ms_to_ns(item["updatedTime"]), ts_exchange_ns=ms_to_ns(frame["ts"]), ts_recv_ns=ts_recv_ns,
+            position_side=_side(topic, item["side"], _POSITION_SIDE),
+            bankruptcy_price=_decimal(topic, "price", item["price"]), size=_decimal(topic, "size", item["size"]),
+            feed="liquidation",
+        )
+        return Parsed("liquidation", (record,), topic)
+
+    def _book(self, topic: str, frame: dict[str, Any], ts_recv_ns: int) -> Parsed:
+        _, depth, symbol = topic.split(".")
+        data = frame["data"]
+        kind = frame["type"]
+        if kind not in ("snapshot", "delta"):
+            raise ParseError(f"topic {topic}: type {kind!r} is neither snapshot nor delta")
+        ts_exchange_ns = ms_to_ns(frame["ts"])
+        record = BookUpdate(
+            venue=self.venue, symbol=data["s"], event_id=f"{symbol}:{depth}:{data['u']}",
+            ts_event_ns=ms_to_ns(frame["cts"]) if "cts" in frame else ts_exchange_ns,
+            ts_exchange_ns=ts_exchange_ns, ts_recv_ns=ts_recv_ns,
+            update_type="SNAPSHOT" if kind == "snapshot" else "DELTA", depth=int(depth),
+            update_id=int(data["u"]), seq=data.get("seq"),
+            bids=_levels(topic, "b", data["b"]), asks=_levels(topic, "a", data["a"]),
+        )
+        return Parsed("book", (record,), topic)
+
+    def _ticker(self, topic: str, frame: dict[str, Any], ts_recv_ns: int) -> Parsed:
+        data = frame["data"]
+        symbol = data["symbol"]
+        ts_exchange_ns = ms_to_ns(frame["ts"])
+        seq = frame.get("cs")
+        changes: dict[str, Any] = {
+            ours: _decimal(topic, theirs, data[theirs]) for theirs, ours in _TICKER_FIELDS.items() if theirs in data
+        }
+        if "nextFundingTime" in data:
+            changes["next_funding_time_ns"] = ms_to_ns(data["nextFundingTime"])
+        if data.get("fundingIntervalHour"):
+            changes["funding_interval_hours"] = int(data["fundingIntervalHour"])
+        previous = self._tickers.get(symbol) if frame.get("type") == "delta" else None
+        base = previous or Ticker(venue=self.venue, symbol=symbol, event_id="", ts_event_ns=0,
+                                  ts_exchange_ns=0, ts_recv_ns=0)
+        ticker = replace(
+            base, event_id=f"{symbol}:{frame['ts']}:{seq}", ts_event_ns=ts_exchange_ns,
+            ts_exchange_ns=ts_exchange_ns, ts_recv_ns=ts_recv_ns, seq=seq, **changes,
+        )
+        self._tickers[symbol] = ticker
+        return Parsed("ticker", (ticker,), topic)
+
+
+def _kline(parser: BybitPublicParser, topic: str, frame: dict[str, Any], ts_recv_ns: int) -> Parsed:
+    return Parsed("ignored", topic=topic)  # candles are derivable from trades; counted, not stored
+
+
+_HANDLERS: dict[str, Callable[[BybitPublicParser, str, dict[str, Any], int], Parsed]] = {
+    "publicTrade": BybitPublicParser._trades,
+    "allLiquidation": BybitPublicParser._all_liquidation,
+    "liquidation": BybitPublicParser._legacy_liquidation,
+    "orderbook": BybitPublicParser._book,
+    "tickers": BybitPublicParser._ticker,
+    "kline": _kline,
+}
+
+
+def parse_instruments(reply_text: str | bytes, ts_recv_ns: int, venue: str) -> Parsed:
+    """A `/v5/market/instruments-info` reply to one `Instrument` per listed symbol."""
+    try:
+        reply = json.loads(reply_text)
+        if reply.get("retCode") != 0:
+            raise ParseError(f"instruments-info: retCode {reply.get('retCode')}: {reply.get('retMsg')}")
+        ts_ns = ms_to_ns(reply["time"])
+        return Parsed("instrument", tuple(_instrument(i, ts_ns, ts_recv_ns, venue) for i in reply["result"]["list"]),
+                      "instruments-info")
+    except ParseError:
+        raise
+    except KeyError as exc:
+        raise ParseError(f"instruments-info: missing field {exc.args[0]!r}") from exc
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ParseError(f"instruments-info: malformed reply: {exc}") from exc
+
+
+def _instrument(item: dict[str, Any], ts_ns: int, ts_recv_ns: int, venue: str) -> Instrument:
+    lot = item["lotSizeFilter"]
+    # Linear contracts step in qtyStep; spot steps in basePrecision and has minOrderAmt for notional.
+    return Instrument(
+        venue=venue, symbol=item["symbol"], event_id=f"{item['symbol']}:{ts_ns // _NS_PER_MS}",
+        ts_event_ns=ts_ns, ts_exchange_ns=ts_ns, ts_recv_ns=ts_recv_ns, status=item["status"],
+        contract_type=item.get("contractType"), base_coin=item["baseCoin"], quote_coin=item["quoteCoin"],
+        tick_size=item["priceFilter"]["tickSize"], qty_step=lot.get("qtyStep") or lot["basePrecision"],
+        min_order_qty=lot["minOrderQty"], max_order_qty=lot["maxOrderQty"],
+        min_notional=lot.get("minNotionalValue") or lot.get("minOrderAmt"),
+        max_leverage=(item.get("leverageFilter") or {}).get("maxLeverage"),
+        funding_interval_minutes=item.get("fundingInterval"),
+    )
+
+
+def _items(topic: str, frame: dict[str, Any]) -> list[dict[str, Any]]:
+    data = frame["data"]
+    if not isinstance(data, list):
+        raise ParseError(f"topic {topic}: 'data' is a {type(data).__name__}, expected an array")
+    return data
+
+
+def _side(topic: str, value: Any, mapping: dict[str, Any]) -> Any:
+    if value not in mapping:
+        raise ParseError(f"topic {topic}: side {value!r} is neither Buy nor Sell")
+    return mapping[value]
+
+
+def _decimal(topic: str, name: str, value: Any) -> str:
+    """Prices and sizes stay the venue's decimal text; anything else is rejected, not coerced."""
+    if not isinstance(value, str) or not value or not _is_decimal(value):
+        raise ParseError(f"topic {topic}: field {name!r} = {value!r} is not a decimal string")
+    return value
+
+
+def _is_decimal(text: str) -> bool:
+    head, _, tail = text.lstrip("-").partition(".")
+    return (head.isdigit() or (head == "" and tail != "")) and (tail == "" or tail.isdigit())
+
+
+def _levels(topic: str, name: str, levels: list[list[str]]) -> tuple[BookLevel, ...]:
+    out = []
+    for level in levels:
+        if len(level) != 2:
+            raise ParseError(f"topic {topic}: level in {name!r} has {len(level)} entries, expected [price, size]")
+        out.append(BookLevel(_decimal(topic, name, level[0]), _decimal(topic, name, level[1])))
+    return tuple(out)

@@ -1,0 +1,104 @@
+"""The consumer every component uses: decodes typed records; bad payloads go to the dead-letter topic."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+
+from liqbot.config import KafkaSettings
+from schemas.records import AvroRecord
+from streams.avro import SerdeError
+from streams.deadletter import DeadLetterSink
+from streams.metrics import RECORDS_CONSUMED, SERDE_ERRORS
+from streams.serde import Serde
+
+__all__ = ["ConsumedRecord", "RecordConsumer", "consumer_config"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedRecord:
+    """A decoded record with where it came from (topic, partition, offset make it unique)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    timestamp_ms: int
+    record: AvroRecord
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    """At-least-once: offsets are stored only after a record was handed over or dead-lettered."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": settings.client_id,
+        "group.id": group_id,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": True,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+    }
+    config.update(overrides)
+    return config
+
+
+class RecordConsumer:
+    """Yields `ConsumedRecord`s; a payload that fails to decode is dead-lettered raw and skipped."""
+
+    def __init__(self, settings: KafkaSettings, serde: Serde, topics: list[str], group_id: str,
+                 dead_letters: DeadLetterSink, **overrides: Any) -> None:
+        self._consumer = Consumer(consumer_config(settings, group_id, **overrides))
+        self._consumer.subscribe(topics)
+        self._serde = serde
+        self._dead_letters = dead_letters
+        self.dead_lettered = 0
+
+    def poll(self, timeout_s: float) -> ConsumedRecord | None:
+        """The next good record, or None when nothing (good) arrived within the timeout."""
+        msg = self._consumer.poll(timeout_s)
+        if msg is None:
+            return None
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return None
+            raise KafkaException(err)
+        record = self._decode(msg)
+        self._consumer.store_offsets(message=msg)
+        return record
+
+    def records(self, idle_timeout_s: float, poll_timeout_s: float = 0.2) -> Iterator[ConsumedRecord]:
+        """Good records until none arrived for `idle_timeout_s`."""
+        last = time.monotonic()
+        while time.monotonic() - last < idle_timeout_s:
+            got = self.poll(poll_timeout_s)
+            if got is not None:
+                last = time.monotonic()
+                yield got
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _decode(self, msg: Message) -> ConsumedRecord | None:
+        topic, value = msg.topic() or "", msg.value() or b""
+        try:
+            record = self._serde.decode(topic, value)
+        except SerdeError as exc:
+            SERDE_ERRORS.labels(topic, "decode").inc()
+            self._dead_letters.send(source=topic, stage="decode", error=exc, raw=value, key=msg.key(),
+                                    partition=msg.partition(), offset=msg.offset())
+            self.dead_lettered += 1
+            return None
+        RECORDS_CONSUMED.labels(topic).inc()
+        return ConsumedRecord(
+            topic=topic, partition=msg.partition() or 0, offset=msg.offset() or 0, key=msg.key(),
+            timestamp_ms=msg.timestamp()[1], record=record, headers=tuple(msg.headers() or ()),
+        )

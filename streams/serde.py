@@ -1,0 +1,101 @@
+"""Wire framing of Avro records: one interface, two framings (docs/serde.md says which and why)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Protocol
+
+from liqbot.config import SerdeSettings
+from schemas import RELEASED_DIR, AvroSchema, from_text, load_all, load_dir
+from schemas.records import RECORD_TYPES, AvroRecord
+from streams.avro import SerdeError, decode_body, encode_body
+from streams.registry import RegistryClient, RegistryError
+
+__all__ = ["Serde", "ConfluentSerde", "SingleObjectSerde", "make_serde", "SerdeError"]
+
+_CONFLUENT_MAGIC = b"\x00"
+_SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+
+
+class Serde(Protocol):
+    """Encodes a typed record for a topic and decodes a payload back to the current record type."""
+
+    def encode(self, topic: str, record: AvroRecord) -> bytes: ...
+
+    def decode(self, topic: str, payload: bytes) -> AvroRecord: ...
+
+
+def _to_record(writer: AvroSchema, payload: bytes, body_offset: int) -> AvroRecord:
+    current = load_all().get(writer.name)
+    if current is None:
+        raise SerdeError(f"payload written with {writer.name}, which this version does not know", schema=writer.name)
+    datum = decode_body(writer, payload[body_offset:], current)
+    try:
+        return RECORD_TYPES[current.name].from_avro(datum)
+    except TypeError as exc:
+        raise SerdeError(f"cannot build {current.name} from decoded fields: {exc}", schema=current.name) from exc
+
+
+class ConfluentSerde:
+    """Confluent wire format: magic 0, 4-byte big-endian schema id, Avro body; subjects `<topic>-value`."""
+
+    def __init__(self, registry: RegistryClient) -> None:
+        self.registry = registry
+        self._ids: dict[tuple[str, str], int] = {}
+        self._writers: dict[int, AvroSchema] = {}
+
+    def encode(self, topic: str, record: AvroRecord) -> bytes:
+        schema = load_all()[record.SCHEMA]
+        key = (topic, schema.name)
+        if key not in self._ids:
+            self._ids[key] = self.registry.register(f"{topic}-value", schema.text)
+        return _CONFLUENT_MAGIC + struct.pack(">I", self._ids[key]) + encode_body(schema, record.to_avro())
+
+    def decode(self, topic: str, payload: bytes) -> AvroRecord:
+        if len(payload) < 5 or payload[:1] != _CONFLUENT_MAGIC:
+            raise SerdeError(
+                f"topic {topic}: payload does not start with the Confluent magic byte 0 "
+                f"(first bytes {payload[:5].hex() or 'none'})"
+            )
+        (schema_id,) = struct.unpack(">I", payload[1:5])
+        return _to_record(self._writer(schema_id), payload, 5)
+
+    def _writer(self, schema_id: int) -> AvroSchema:
+        if schema_id not in self._writers:
+            try:
+                text = self.registry.schema(schema_id)
+            except RegistryError as exc:
+                if exc.status != 404:
+                    raise  # the registry is down: not the record's fault, so not a dead letter
+                raise SerdeError(f"schema id {schema_id} is unknown to the registry", schema=None) from exc
+            self._writers[schema_id] = from_text(text, Path(f"<registry id {schema_id}>"))
+        return self._writers[schema_id]
+
+
+class SingleObjectSerde:
+    """Avro single-object encoding: C3 01, 8-byte little-endian CRC-64-AVRO fingerprint, Avro body."""
+
+    def __init__(self) -> None:
+        known = list(load_dir(RELEASED_DIR).values()) + list(load_all().values())
+        self._by_fingerprint = {s.fingerprint: s for s in known}
+
+    def encode(self, topic: str, record: AvroRecord) -> bytes:
+        schema = load_all()[record.SCHEMA]
+        return _SINGLE_OBJECT_MAGIC + schema.fingerprint + encode_body(schema, record.to_avro())
+
+    def decode(self, topic: str, payload: bytes) -> AvroRecord:
+        if len(payload) < 10 or payload[:2] != _SINGLE_OBJECT_MAGIC:
+            raise SerdeError(
+                f"topic {topic}: payload is not Avro single-object encoded (first bytes {payload[:10].hex() or 'none'})"
+            )
+        writer = self._by_fingerprint.get(payload[2:10])
+        if writer is None:
+            raise SerdeError(f"topic {topic}: unknown schema fingerprint {payload[2:10].hex()}")
+        return _to_record(writer, payload, 10)
+
+
+def make_serde(settings: SerdeSettings) -> Serde:
+    if settings.kind == "confluent":
+        return ConfluentSerde(RegistryClient(settings.registry_url))
+    return SingleObjectSerde()

@@ -1,0 +1,1 @@
+"""Labels, datasets, training, ONNX export and the model registry."""
