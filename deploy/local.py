@@ -9,7 +9,7 @@ from deploy.kafka import broker
 from deploy.registry import registry
 from liqbot.config import Settings
 
-__all__ = ["Platform", "up", "down", "status", "connect_settings"]
+__all__ = ["Platform", "up", "down", "status", "connect_settings", "ensure"]
 
 
 @dataclass(frozen=True)
@@ -54,3 +54,18 @@ def connect_settings(settings: Settings, platform: Platform) -> Settings:
     kafka = replace(settings.kafka, bootstrap_servers=platform.broker.bootstrap)
     serde = replace(settings.serde, registry_url=platform.registry.url) if platform.registry else settings.serde
     return replace(settings, kafka=kafka, serde=serde)
+
+
+def ensure(settings: Settings, *, bootstrap: str | None = None, registry_url: str | None = None,
+           say: Callable[[str], None] = print) -> Settings:
+    """Settings for an explicit Kafka (and registry), else for the local platform, started when down."""
+    if bootstrap:
+        kafka = replace(settings.kafka, bootstrap_servers=bootstrap)
+        serde = replace(settings.serde, registry_url=registry_url or settings.serde.registry_url)
+        return replace(settings, kafka=kafka, serde=serde)
+    platform = status(settings)
+    if platform is None or (settings.serde.kind == "confluent" and platform.registry is None):
+        platform = up(settings, port=settings.broker.port, say=say)
+        registry_note = f", registry {platform.registry.url}" if platform.registry else ""
+        say(f"local platform up: kafka {platform.broker.bootstrap}{registry_note} (stop it: `liqbot kafka down`)")
+    return connect_settings(settings, platform)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["spawn", "read_state", "is_running", "stop_pid"]
+__all__ = ["spawn", "read_state", "is_running", "stop_pid", "ports_in_use"]
 
 
 def spawn(cmd: list[str], log_path: Path, cwd: Path) -> int:
@@ -19,6 +20,11 @@ def spawn(cmd: list[str], log_path: Path, cwd: Path) -> int:
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=cwd, start_new_session=True)
+    # Popen can return while the child is still the forked Python (empty /proc cmdline, seen here);
+    # wait for the exec so that pid checks by command line are meaningful from now on.
+    deadline = time.monotonic() + 10.0
+    while not is_running(proc.pid, cmd[0]) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     return proc.pid
 
 
@@ -57,3 +63,17 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def ports_in_use(*ports: int) -> list[int]:
+    """Those of `ports` that something already listens on at 127.0.0.1."""
+    busy = []
+    for port in ports:
+        with socket.socket() as s:
+            # as servers do: a port whose last connections linger in TIME_WAIT is free to listen on
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(port)
+    return busy

@@ -13,15 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from liqbot.config import Settings
+from liqbot.data import BYBIT_CAPTURE, LIQUIDATION_FRAMES, REPO
 from liqbot.errors import LiqbotError
 
 __all__ = ["main"]
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CAPTURES = (
-    REPO.parent / "shared" / "data" / "bybit" / "bybit_v5_linear_2026-08-09_44s.jsonl.zst",
-    REPO.parent / "shared" / "data" / "bybit" / "allLiquidation_frames.jsonl",
-)
+DEFAULT_CAPTURES = (BYBIT_CAPTURE, LIQUIDATION_FRAMES)
 
 
 def _kafka(args: argparse.Namespace, settings: Settings) -> int:
@@ -105,20 +102,9 @@ def _roundtrip(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ensure_services(args: argparse.Namespace, settings: Settings) -> Settings:
-    """Use --bootstrap/--registry when given, else the local platform (started when it is down)."""
-    if args.bootstrap:
-        kafka = replace(settings.kafka, bootstrap_servers=args.bootstrap)
-        serde = replace(settings.serde, registry_url=args.registry or settings.serde.registry_url)
-        return replace(settings, kafka=kafka, serde=serde)
     from deploy import local
 
-    platform = local.status(settings)
-    if platform is None or (settings.serde.kind == "confluent" and platform.registry is None):
-        platform = local.up(settings, port=settings.broker.port)
-        print(f"local platform up: kafka {platform.broker.bootstrap}"
-              + (f", registry {platform.registry.url}" if platform.registry else "")
-              + " (stop it with `liqbot kafka down`)")
-    return local.connect_settings(settings, platform)
+    return local.ensure(settings, bootstrap=args.bootstrap, registry_url=args.registry)
 
 
 def _schemas(args: argparse.Namespace, settings: Settings) -> int:
@@ -144,7 +130,7 @@ def _schemas(args: argparse.Namespace, settings: Settings) -> int:
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from bench import run_benchmark
 
-    return run_benchmark(args.name, args.rest, settings)
+    return run_benchmark(args.name, args.rest, _ensure_services(args, settings))
 
 
 def _test(args: argparse.Namespace, settings: Settings) -> int:
@@ -178,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     sch.add_argument("action", choices=["check"])
     sch.set_defaults(func=_schemas)
 
-    bench = sub.add_parser("bench", help="run a benchmark: prints a table, then one JSON line")
+    bench = sub.add_parser("bench", parents=[remote], help="run a benchmark: prints a table, then one JSON line")
     bench.add_argument("name")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_bench)

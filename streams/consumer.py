@@ -45,6 +45,7 @@ def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) ->
         "enable.auto.commit": True,
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
+        "socket.nagle.disable": True,
     }
     config.update(overrides)
     return config

@@ -27,6 +27,7 @@ def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
         "enable.idempotence": True,
         "compression.type": settings.compression_type,
         "linger.ms": settings.linger_ms,
+        "socket.nagle.disable": True,
     }
     config.update(overrides)
     return config

@@ -72,6 +72,6 @@ class RegistryClient:
             raise RegistryError(f"registry {method} {path}: HTTP {exc.code}: {detail}", exc.code) from exc
         except (urllib.error.URLError, OSError) as exc:
             raise RegistryError(
-                f"registry at {self.url} unreachable ({exc}); start it with `liqbot registry up` "
+                f"registry at {self.url} unreachable ({exc}); start it with `liqbot kafka up` "
                 "or set LIQBOT_SERDE=single-object"
             ) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -120,11 +121,22 @@ class TopicRegistry:
     def _check_partitions(self, admin: AdminClient, names: list[str], timeout_s: float) -> None:
         if not names:
             return
-        metadata = admin.list_topics(timeout=timeout_s)
         for name in names:
-            found = len(metadata.topics[name].partitions)
+            found = self._partition_count(admin, name, timeout_s)
             if found != self.settings.partitions:
                 raise TopicMismatch(
                     f"topic {name} has {found} partitions, the registry expects {self.settings.partitions}; "
                     "symbol-keyed topics must be co-partitioned: recreate it or set LIQBOT_PARTITIONS"
                 )
+
+    @staticmethod
+    def _partition_count(admin: AdminClient, name: str, timeout_s: float) -> int:
+        """Partitions of an existing topic; a topic created a moment ago may take a while to show up."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            topic = admin.list_topics(topic=name, timeout=timeout_s).topics.get(name)
+            if topic is not None and topic.error is None and topic.partitions:
+                return len(topic.partitions)
+            if time.monotonic() > deadline:
+                raise LiqbotError(f"topic {name} exists but its metadata did not arrive within {timeout_s:.0f}s")
+            time.sleep(0.1)

@@ -16,7 +16,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from deploy.maven import fetch
-from deploy.process import is_running, read_state, spawn, stop_pid
+from deploy.process import is_running, ports_in_use, read_state, spawn, stop_pid
 from liqbot.errors import LiqbotError
 
 __all__ = ["BrokerError", "BrokerState", "fetch_libs", "start", "stop", "status", "wait_ready", "free_port"]
@@ -120,6 +120,9 @@ def start(home: Path, libs: Path, *, port: int, controller_port: int, heap_mb: i
     if previous is not None and (previous.port, previous.controller_port) != (port, controller_port):
         # The KRaft voter set stores the controller endpoint: keep the ports the storage was formatted with.
         port, controller_port = previous.port, previous.controller_port
+    busy = ports_in_use(port, controller_port)
+    if busy:
+        raise BrokerError(f"port {busy[0]} on 127.0.0.1 is in use (another broker?); choose another with --port")
     (home / "server.properties").write_text(_server_properties(home, port, controller_port))
     cluster_id = previous.cluster_id if previous and (home / "data" / "meta.properties").exists() else None
     if cluster_id is None:

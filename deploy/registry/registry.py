@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deploy.maven import fetch
-from deploy.process import is_running, read_state, spawn, stop_pid
+from deploy.process import is_running, ports_in_use, read_state, spawn, stop_pid
 from liqbot.errors import LiqbotError
 
 __all__ = ["RegistryState", "RegistryStartError", "fetch_dist", "java_21", "start", "status", "stop"]
@@ -58,6 +58,9 @@ def start(home: Path, dist: Path, *, port: int, management_port: int, bootstrap:
     """Start the registry against the broker at `bootstrap` and wait until its API answers."""
     if status(home) is not None:
         raise RegistryStartError(f"a registry already runs from {home}; `liqbot registry down` first")
+    busy = ports_in_use(port, management_port)
+    if busy:
+        raise RegistryStartError(f"port {busy[0]} on 127.0.0.1 is in use; choose another base port with --port")
     home = home.resolve()
     cmd = [
         java_21(), "-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",

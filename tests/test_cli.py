@@ -1,0 +1,68 @@
+"""The `liqbot` door: the foundation's main job, schema checks and a benchmark, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+from liqbot.config import Settings
+
+
+def _liqbot(settings: Settings | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if settings is not None:
+        env["LIQBOT_TOPIC_PREFIX"] = f"cli{uuid.uuid4().hex[:8]}."
+        env["LIQBOT_PARTITIONS"] = str(settings.kafka.partitions)
+        # right after the subcommand: `bench` passes everything after its name on to the benchmark
+        args = (args[0], "--bootstrap", settings.kafka.bootstrap_servers, "--registry", settings.serde.registry_url,
+                *args[1:])
+    return subprocess.run([sys.executable, "-m", "liqbot.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+
+
+def test_roundtrip_of_the_real_captures(settings: Settings) -> None:
+    run = _liqbot(settings, "roundtrip")
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == ("parsed 3233 frames from 2 captures (book 2148, control 24, ignored 96, instrument 2, "
+                        "liquidation 4, ticker 839, trade 120) into 4696 records")
+    table = {line.split()[0].split(".", 1)[1]: line.split()[1:] for line in lines if line.startswith("cli")}
+    assert table == {
+        "market.book": ["liqbot.BookUpdate", "2148", "2148", "yes", "yes"],
+        "market.instruments": ["liqbot.Instrument", "1357", "1357", "yes", "yes"],
+        "market.liquidations": ["liqbot.Liquidation", "5", "5", "yes", "yes"],
+        "market.tickers": ["liqbot.Ticker", "839", "839", "yes", "yes"],
+        "market.trades": ["liqbot.Trade", "347", "347", "yes", "yes"],
+    }
+    summary = json.loads(lines[-1])
+    assert summary["records_sent"] == summary["records_received"] == 4696 and summary["identical"] is True
+
+
+def test_roundtrip_with_a_missing_capture_says_where_data_lives(settings: Settings) -> None:
+    run = _liqbot(settings, "roundtrip", "/nonexistent/capture.jsonl.zst")
+    assert run.returncode == 2
+    assert run.stderr == ("error: capture not found: /nonexistent/capture.jsonl.zst "
+                          "(the real data lives in ../shared/data)\n")
+
+
+def test_schemas_check_against_released() -> None:
+    run = _liqbot(None, "schemas", "check")
+    assert run.returncode == 0, run.stdout
+    assert len(run.stdout.splitlines()) == 12 and all(line.endswith("compatible") for line in run.stdout.splitlines())
+
+
+def test_bench_serde_prints_json_last(settings: Settings) -> None:
+    run = _liqbot(settings, "bench", "serde", "--records", "3000", "--seconds", "1", "--rate", "1000")
+    assert run.returncode == 0, run.stdout + run.stderr
+    figures = json.loads(run.stdout.splitlines()[-1])
+    assert {"avro_records_per_s", "raw_records_per_s", "p50_ms", "p99_ms"} <= set(figures)
+    assert figures["latency_samples"] == 1000 and figures["avro_records_per_s"] > 0
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+
+
+def test_unknown_benchmark_lists_the_known_ones(settings: Settings) -> None:
+    run = _liqbot(settings, "bench", "nosuch")
+    assert run.returncode == 2 and run.stderr == "error: no benchmark 'nosuch'; available: serde\n"

@@ -1,0 +1,26 @@
+"""docker-compose.kafka.yml (for hosts with Docker) stays on the versions of the no-Docker path that is tested."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from liqbot.data import REPO
+
+
+def _pom_property(pom: str, name: str) -> str:
+    match = re.search(rf"<{name}>([^<]+)</{name}>", (REPO / pom).read_text())
+    assert match, f"{pom} lacks <{name}>"
+    return match.group(1)
+
+
+def test_compose_uses_the_tested_versions_and_loopback_only() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.kafka.yml").read_text())
+    kafka, registry = compose["services"]["kafka"], compose["services"]["registry"]
+    assert kafka["image"] == f"apache/kafka:{_pom_property('deploy/kafka/pom.xml', 'kafka.version')}"
+    assert registry["image"] == f"apicurio/apicurio-registry:{_pom_property('deploy/registry/pom.xml', 'apicurio.version')}"
+    assert registry["environment"]["APICURIO_STORAGE_KIND"] == "kafkasql"
+    for service in (kafka, registry):
+        assert all(port.startswith("127.0.0.1:") for port in service["ports"])
+    assert kafka["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
