@@ -13,7 +13,7 @@ from typing import Any
 from liqbot.config import Settings
 from liqbot.errors import LiqbotError
 
-__all__ = ["run_benchmark", "report", "machine"]
+__all__ = ["machine", "report", "run_benchmark"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BENCHMARKS = ("serde",)

@@ -12,7 +12,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bench import report
 from liqbot.config import Settings
@@ -23,6 +23,7 @@ from streams.capture import read_capture
 from streams.consumer import consumer_config
 from streams.producer import RecordProducer
 from streams.serde import Serde, make_serde
+
 
 def real_trades(capture: Path = BYBIT_CAPTURE) -> list[Trade]:
     """Every trade of the real capture (linear and spot)."""
@@ -58,10 +59,10 @@ def _drain(settings: Settings, topic: str, expected: int, decode: bool, conn: Co
             if msg.error():
                 continue
             if serde is not None:
-                serde.decode(topic, msg.value())
-            headers = msg.headers()
-            if headers:
-                latencies_ns.append(time.time_ns() - int(headers[0][1]))
+                serde.decode(topic, msg.value() or b"")
+            sent_ns = dict(msg.headers() or ()).get("sent_ns")
+            if isinstance(sent_ns, bytes):
+                latencies_ns.append(time.time_ns() - int(sent_ns))
             got += 1
     conn.send((time.time_ns(), latencies_ns))
     consumer.close()

@@ -9,7 +9,7 @@ from deploy.kafka import broker
 from deploy.registry import registry
 from liqbot.config import Settings
 
-__all__ = ["Platform", "up", "down", "status", "connect_settings", "ensure"]
+__all__ = ["Platform", "connect_settings", "down", "ensure", "status", "up"]
 
 
 @dataclass(frozen=True)

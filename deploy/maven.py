@@ -17,7 +17,7 @@ class MavenError(LiqbotError):
     """Maven is missing or could not fetch the artifacts."""
 
 
-def fetch(pom: Path, goal: list[str], out_property: str, cache_dir: Path, name: str,
+def fetch(pom: Path, goal: list[str], out_property: str, *, cache_dir: Path, name: str,
           say: Callable[[str], None] = print) -> Path:
     """Run `mvn -f pom <goal> -D<out_property>=<dir>` once; later calls return the cached dir at once."""
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["spawn", "read_state", "is_running", "stop_pid", "ports_in_use"]
+__all__ = ["is_running", "ports_in_use", "read_state", "spawn", "stop_pid"]
 
 
 def spawn(cmd: list[str], log_path: Path, cwd: Path) -> int:
@@ -59,10 +60,8 @@ def stop_pid(pid: int, marker: str, timeout_s: float = 30.0) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect the exit status when the service is our own child (tests), so it leaves no zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def ports_in_use(*ports: int) -> list[int]:

@@ -10,7 +10,7 @@ from typing import Literal, cast
 
 from liqbot.errors import LiqbotError
 
-__all__ = ["KafkaSettings", "SerdeSettings", "BrokerSettings", "Settings"]
+__all__ = ["BrokerSettings", "KafkaSettings", "SerdeSettings", "Settings"]
 
 SerdeKind = Literal["confluent", "single-object"]
 
@@ -63,7 +63,8 @@ class Settings:
         kind = env.get("LIQBOT_SERDE", SerdeSettings.kind)
         if kind not in ("confluent", "single-object"):
             raise LiqbotError(f"LIQBOT_SERDE={kind!r}: use 'confluent' or 'single-object'")
-        serde = SerdeSettings(kind=cast(SerdeKind, kind), registry_url=env.get("LIQBOT_REGISTRY_URL", SerdeSettings.registry_url))
+        registry_url = env.get("LIQBOT_REGISTRY_URL", SerdeSettings.registry_url)
+        serde = SerdeSettings(kind=cast(SerdeKind, kind), registry_url=registry_url)
         broker = BrokerSettings(
             home=Path(env.get("LIQBOT_HOME", ".liqbot")),
             cache_dir=Path(env.get("LIQBOT_CACHE", str(BrokerSettings.cache_dir))),

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-__all__ = ["REPO", "SHARED_DATA", "BYBIT_CAPTURE", "LIQUIDATION_FRAMES", "BINANCE_CAPTURE"]
+__all__ = ["BINANCE_CAPTURE", "BYBIT_CAPTURE", "LIQUIDATION_FRAMES", "REPO", "SHARED_DATA"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

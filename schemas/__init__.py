@@ -11,7 +11,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-__all__ = ["SCHEMA_DIR", "RELEASED_DIR", "AvroSchema", "from_text", "load", "load_all", "load_dir"]
+__all__ = ["RELEASED_DIR", "SCHEMA_DIR", "AvroSchema", "from_text", "load", "load_all", "load_dir"]
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 RELEASED_DIR = SCHEMA_DIR / "released"

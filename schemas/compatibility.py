@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["incompatibilities", "full_incompatibilities"]
+__all__ = ["full_incompatibilities", "incompatibilities"]
 
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 _PROMOTIONS = {
@@ -76,7 +76,7 @@ class _Checker:
         self.problems: list[str] = []
         self._seen: set[tuple[int, int]] = set()
 
-    def check(self, r: Any, w: Any, r_ns: str, w_ns: str, path: str) -> bool:
+    def check(self, r: Any, w: Any, r_ns: str, w_ns: str, path: str) -> bool:  # noqa: PLR0911 (one rule a return)
         r, w = self.r_names.resolve(r, r_ns), self.w_names.resolve(w, w_ns)
         rk, wk = _kind(r), _kind(w)
         if wk == "union":

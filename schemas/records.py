@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import cache
 from typing import Any, ClassVar, Literal, Self
 
 __all__ = [
-    "AvroRecord", "Trade", "Liquidation", "BookLevel", "BookUpdate", "TopOfBook", "Ticker",
-    "Instrument", "FeatureVector", "ArmPrediction", "Prediction", "OrderIntent", "OrderEvent",
-    "Position", "DeadLetter", "Side", "PositionSide", "BookUpdateType", "TradingMode",
-    "OrderStatus", "Liquidity", "RECORD_TYPES",
+    "RECORD_TYPES",
+    "ArmPrediction",
+    "AvroRecord",
+    "BookLevel",
+    "BookUpdate",
+    "BookUpdateType",
+    "DeadLetter",
+    "FeatureVector",
+    "Instrument",
+    "Liquidation",
+    "Liquidity",
+    "OrderEvent",
+    "OrderIntent",
+    "OrderStatus",
+    "Position",
+    "PositionSide",
+    "Prediction",
+    "Side",
+    "Ticker",
+    "TopOfBook",
+    "Trade",
+    "TradingMode",
 ]
 
 Side = Literal["BUY", "SELL"]
@@ -21,9 +38,14 @@ OrderStatus = Literal["ACCEPTED", "REJECTED", "PARTIALLY_FILLED", "FILLED", "CAN
 Liquidity = Literal["MAKER", "TAKER"]
 
 
-@cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
 
 
 class AvroRecord:
@@ -31,6 +53,10 @@ class AvroRecord:
 
     __slots__ = ()
     SCHEMA: ClassVar[str]
+    KEY_FIELD: ClassVar[str] = "symbol"  # the field that is the Kafka key (partitioning)
+
+    def kafka_key(self) -> str:
+        return str(getattr(self, self.KEY_FIELD))
 
     def to_avro(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _field_names(type(self))}
@@ -295,6 +321,7 @@ class Position(AvroRecord):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeadLetter(AvroRecord):
     SCHEMA: ClassVar[str] = "liqbot.DeadLetter"
+    KEY_FIELD: ClassVar[str] = "source"
     source: str
     stage: str
     error: str

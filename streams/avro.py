@@ -11,7 +11,7 @@ from fastavro.validation import ValidationError, validate
 from liqbot.errors import LiqbotError
 from schemas import AvroSchema
 
-__all__ = ["SerdeError", "encode_body", "decode_body"]
+__all__ = ["SerdeError", "decode_body", "encode_body"]
 
 
 class SerdeError(LiqbotError):
@@ -57,12 +57,12 @@ def _encode_error(schema: AvroSchema, datum: dict[str, Any], exc: Exception) -> 
         validate(datum, schema.parsed, raise_errors=True, strict=True)
     except ValidationError as verr:
         first = verr.errors[0]
-        field = str(first.field).removeprefix(schema.name + ".")
+        located = str(first.field).removeprefix(schema.name + ".")
         return SerdeError(
-            f"cannot encode {schema.name}: field {field}: value {first.datum!r} "
+            f"cannot encode {schema.name}: field {located}: value {first.datum!r} "
             f"({type(first.datum).__name__}) does not match {_short(first.schema)}",
             schema=schema.name,
-            field=field,
+            field=located,
         )
     except Exception:  # validate itself chokes on some inputs; the encoder's message stands
         pass

@@ -32,7 +32,7 @@ class ConsumedRecord:
     key: bytes | None
     timestamp_ms: int
     record: AvroRecord
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: tuple[tuple[str, str | bytes | None], ...] = ()
 
 
 def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
@@ -101,5 +101,10 @@ class RecordConsumer:
         RECORDS_CONSUMED.labels(topic).inc()
         return ConsumedRecord(
             topic=topic, partition=msg.partition() or 0, offset=msg.offset() or 0, key=msg.key(),
-            timestamp_ms=msg.timestamp()[1], record=record, headers=tuple(msg.headers() or ()),
+            timestamp_ms=msg.timestamp()[1], record=record, headers=_headers(msg),
         )
+
+
+def _headers(msg: Message) -> tuple[tuple[str, str | bytes | None], ...]:
+    headers = msg.headers() or ()
+    return tuple(headers.items()) if isinstance(headers, dict) else tuple(headers)

@@ -2,7 +2,7 @@
 
 from prometheus_client import Counter
 
-__all__ = ["RECORDS_PRODUCED", "PRODUCE_FAILURES", "RECORDS_CONSUMED", "SERDE_ERRORS", "DEAD_LETTERS"]
+__all__ = ["DEAD_LETTERS", "PRODUCE_FAILURES", "RECORDS_CONSUMED", "RECORDS_PRODUCED", "SERDE_ERRORS"]
 
 RECORDS_PRODUCED = Counter("liqbot_records_produced_total", "Records acknowledged by Kafka", ["topic"])
 PRODUCE_FAILURES = Counter("liqbot_produce_failures_total", "Records Kafka failed to take", ["topic"])

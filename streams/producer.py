@@ -17,6 +17,8 @@ __all__ = ["RecordProducer", "producer_config"]
 
 log = logging.getLogger(__name__)
 
+Headers = list[tuple[str, str | bytes | None]]
+
 
 def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     """librdkafka settings shared by every producer of the project."""
@@ -46,16 +48,15 @@ class RecordProducer:
             retry=retry_if_exception_type(BufferError),
             stop=stop_after_delay(60),
             wait=wait_exponential(multiplier=0.005, max=0.5),
-            before_sleep=lambda _: self._producer.poll(0.05),
+            before_sleep=self._serve_callbacks,
             reraise=True,
         )
 
-    def send(self, topic: str, record: AvroRecord, key: str | bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+    def send(self, topic: str, record: AvroRecord, key: str | bytes, headers: Headers | None = None) -> None:
         """Encode and enqueue; encoding errors raise `SerdeError` before anything is sent."""
         self.send_raw(topic, self._serde.encode(topic, record), key, headers)
 
-    def send_raw(self, topic: str, value: bytes, key: str | bytes | None,
-                 headers: list[tuple[str, bytes]] | None = None) -> None:
+    def send_raw(self, topic: str, value: bytes, key: str | bytes | None, headers: Headers | None = None) -> None:
         """Enqueue bytes as they are (dead letters, benchmarks)."""
         for attempt in self._retry:
             with attempt:
@@ -68,6 +69,9 @@ class RecordProducer:
 
     def poll(self, timeout_s: float = 0.0) -> None:
         self._producer.poll(timeout_s)
+
+    def _serve_callbacks(self, _: object) -> None:
+        self._producer.poll(0.05)  # frees queue space while waiting to retry
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         topic = msg.topic() or "?"

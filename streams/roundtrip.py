@@ -59,12 +59,13 @@ def records_from_captures(paths: Iterable[Path]) -> CaptureRecords:
 
 
 def roundtrip(records: list[AvroRecord], topics: TopicRegistry, producer: RecordProducer,
-              make_consumer: Callable[[list[str], str], RecordConsumer], idle_timeout_s: float = 15.0, say: Callable[[str], None] = print) -> list[TopicResult]:
+              make_consumer: Callable[[list[str], str], RecordConsumer], *, idle_timeout_s: float = 15.0,
+              say: Callable[[str], None] = print) -> list[TopicResult]:
     """Produce every record to its topic keyed by symbol, consume them all back, compare per topic."""
     sent: dict[str, list[AvroRecord]] = defaultdict(list)
     for i, record in enumerate(records, 1):
         topic = topics.name(topics.for_schema(record.SCHEMA))
-        producer.send(topic, record, key=getattr(record, "symbol"))
+        producer.send(topic, record, key=record.kafka_key())
         sent[topic].append(record)
         if i % 2000 == 0:
             say(f"  produced {i}/{len(records)}")
@@ -89,7 +90,7 @@ def _compare(topic: str, sent: list[AvroRecord], received: list[AvroRecord]) -> 
     def by_key(records: list[AvroRecord]) -> dict[str, list[AvroRecord]]:
         groups: dict[str, list[AvroRecord]] = defaultdict(list)
         for r in records:
-            groups[getattr(r, "symbol")].append(r)
+            groups[r.kafka_key()].append(r)
         return groups
 
     return TopicResult(

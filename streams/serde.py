@@ -12,7 +12,7 @@ from schemas.records import RECORD_TYPES, AvroRecord
 from streams.avro import SerdeError, decode_body, encode_body
 from streams.registry import RegistryClient, RegistryError
 
-__all__ = ["Serde", "ConfluentSerde", "SingleObjectSerde", "make_serde", "SerdeError"]
+__all__ = ["ConfluentSerde", "Serde", "SerdeError", "SingleObjectSerde", "make_serde"]
 
 _CONFLUENT_MAGIC = b"\x00"
 _SINGLE_OBJECT_MAGIC = b"\xc3\x01"

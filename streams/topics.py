@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from liqbot.config import KafkaSettings
 from liqbot.errors import LiqbotError
 
-__all__ = ["TopicSpec", "TOPICS", "TopicRegistry", "TopicMismatch"]
+__all__ = ["TOPICS", "TopicMismatchError", "TopicRegistry", "TopicSpec"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
-class TopicMismatch(LiqbotError):
+class TopicMismatchError(LiqbotError):
     """An existing topic differs from the registry in a way creation cannot fix."""
 
 
@@ -124,7 +124,7 @@ class TopicRegistry:
         for name in names:
             found = self._partition_count(admin, name, timeout_s)
             if found != self.settings.partitions:
-                raise TopicMismatch(
+                raise TopicMismatchError(
                     f"topic {name} has {found} partitions, the registry expects {self.settings.partitions}; "
                     "symbol-keyed topics must be co-partitioned: recreate it or set LIQBOT_PARTITIONS"
                 )

@@ -19,7 +19,8 @@ def test_compose_uses_the_tested_versions_and_loopback_only() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.kafka.yml").read_text())
     kafka, registry = compose["services"]["kafka"], compose["services"]["registry"]
     assert kafka["image"] == f"apache/kafka:{_pom_property('deploy/kafka/pom.xml', 'kafka.version')}"
-    assert registry["image"] == f"apicurio/apicurio-registry:{_pom_property('deploy/registry/pom.xml', 'apicurio.version')}"
+    apicurio = _pom_property("deploy/registry/pom.xml", "apicurio.version")
+    assert registry["image"] == f"apicurio/apicurio-registry:{apicurio}"
     assert registry["environment"]["APICURIO_STORAGE_KIND"] == "kafkasql"
     for service in (kafka, registry):
         assert all(port.startswith("127.0.0.1:") for port in service["ports"])

@@ -19,7 +19,7 @@ from deploy.maven import fetch
 from deploy.process import is_running, ports_in_use, read_state, spawn, stop_pid
 from liqbot.errors import LiqbotError
 
-__all__ = ["BrokerError", "BrokerState", "fetch_libs", "start", "stop", "status", "wait_ready", "free_port"]
+__all__ = ["BrokerError", "BrokerState", "fetch_libs", "free_port", "start", "status", "stop", "wait_ready"]
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
@@ -56,7 +56,7 @@ def free_port() -> int:
 def fetch_libs(cache_dir: Path, say: Callable[[str], None] = print) -> Path:
     """The broker's runtime classpath (`mvn dependency:copy-dependencies`), fetched once per pom.xml."""
     goal = ["dependency:copy-dependencies", "-DincludeScope=runtime"]
-    return fetch(POM, goal, "outputDirectory", cache_dir, "kafka-libs", say)
+    return fetch(POM, goal, "outputDirectory", cache_dir=cache_dir, name="kafka-libs", say=say)
 
 
 def _server_properties(home: Path, port: int, controller_port: int) -> str:

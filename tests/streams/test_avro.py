@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,7 +64,7 @@ def test_nested_field_is_named(real_records: dict[str, AvroRecord]) -> None:
 
 def test_unknown_field_is_rejected_not_dropped(real_records: dict[str, AvroRecord]) -> None:
     datum = {**_trade(real_records).to_avro(), "fee": "0.1"}
-    with pytest.raises(SerdeError, match="cannot encode liqbot.Trade: .*more fields than the schema.*fee"):
+    with pytest.raises(SerdeError, match=r"cannot encode liqbot\.Trade: .*more fields than the schema.*fee"):
         encode_body(schemas.load("liqbot.Trade"), datum)
 
 
@@ -79,15 +81,12 @@ def test_truncated_body_names_the_first_unreadable_field(real_records: dict[str,
 def test_trailing_bytes_are_an_error(real_records: dict[str, AvroRecord]) -> None:
     schema = schemas.load("liqbot.Trade")
     body = encode_body(schema, _trade(real_records).to_avro())
-    with pytest.raises(SerdeError, match=f"2 bytes left after the last field \\({len(body) + 2} bytes in all\\)"):
+    with pytest.raises(SerdeError, match=rf"2 bytes left after the last field \({len(body) + 2} bytes in all\)"):
         decode_body(schema, body + b"\x00\x00")
 
 
 def test_old_writer_is_resolved_to_the_current_reader() -> None:
     """Data written before a nullable field existed decodes with that field's default."""
-    import copy
-    import json
-
     current = schemas.load("liqbot.DeadLetter")
     old_raw = copy.deepcopy(current.raw)
     old_raw["fields"] = [f for f in old_raw["fields"] if f["name"] != "ts_recv_ns"]

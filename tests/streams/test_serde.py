@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import schemas
+from deploy.kafka.broker import free_port
 from liqbot.config import Settings
 from schemas.records import Trade
 from streams.avro import SerdeError
@@ -51,10 +52,8 @@ def test_confluent_unknown_id_and_bad_magic_are_serde_errors(settings: Settings)
 
 def test_unreachable_registry_is_not_a_record_error(trade: Trade) -> None:
     """A registry outage must stop the consumer, not dead-letter good records."""
-    from deploy.kafka.broker import free_port
-
     serde = ConfluentSerde(RegistryClient(f"http://127.0.0.1:{free_port()}/apis/ccompat/v7", timeout_s=0.5))
-    with pytest.raises(RegistryError, match="unreachable .*`liqbot kafka up`"):
+    with pytest.raises(RegistryError, match=r"unreachable .*`liqbot kafka up`"):
         serde.decode("t", b"\x00\x00\x00\x00\x01\x02")
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from confluent_kafka.admin import ConfigResource
+from dataclasses import replace
 
 import pytest
+from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
 from liqbot.config import Settings
 from streams.clients import Clients
-from streams.topics import TOPICS, TopicMismatch, TopicRegistry
+from streams.topics import TOPICS, TopicMismatchError, TopicRegistry
 
 
 def test_every_record_kind_has_exactly_one_topic() -> None:
@@ -37,8 +38,6 @@ def test_ensure_creates_then_is_idempotent(settings: Settings) -> None:
 
 def test_existing_topic_with_other_partition_count_is_refused(settings: Settings) -> None:
     Clients.connect(settings).topics.ensure(Clients.connect(settings).admin())
-    from dataclasses import replace
-
     wider = TopicRegistry(replace(settings.kafka, partitions=settings.kafka.partitions + 1))
-    with pytest.raises(TopicMismatch, match=r"has 3 partitions, the registry expects 4; symbol-keyed topics"):
+    with pytest.raises(TopicMismatchError, match=r"has 3 partitions, the registry expects 4; symbol-keyed topics"):
         wider.ensure(Clients.connect(settings).admin())

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from schemas.records import BookUpdate, Liquidation, Ticker, Trade
+from schemas.records import AvroRecord, BookUpdate, Instrument, Liquidation, Ticker, Trade
 from streams.bybit.parse import BybitPublicParser, ParseError, parse_instruments
 from streams.capture import read_capture
 from streams.roundtrip import records_from_captures
 
 
 @pytest.fixture(scope="module")
-def parsed(bybit_capture: Path) -> list:
+def parsed(bybit_capture: Path) -> list[AvroRecord]:
     return records_from_captures([bybit_capture]).records
 
 
@@ -32,7 +32,7 @@ def test_whole_capture_parses_with_no_error(bybit_capture: Path) -> None:
     })
 
 
-def test_first_linear_trade_exact(parsed: list) -> None:
+def test_first_linear_trade_exact(parsed: list[AvroRecord]) -> None:
     trade = next(r for r in parsed if isinstance(r, Trade) and r.venue == "bybit-linear")
     assert trade == Trade(
         venue="bybit-linear", symbol="BTCUSDT", event_id="a9188a0a-82bc-50de-be60-03eedbe3cdd7",
@@ -42,13 +42,13 @@ def test_first_linear_trade_exact(parsed: list) -> None:
     )
 
 
-def test_event_time_never_after_message_time_and_receive_after_both(parsed: list) -> None:
+def test_event_time_never_after_message_time_and_receive_after_both(parsed: list[AvroRecord]) -> None:
     for r in parsed:
         if isinstance(r, Trade):
             assert r.ts_event_ns <= r.ts_exchange_ns <= r.ts_recv_ns
 
 
-def test_book_snapshot_then_deltas_with_update_ids(parsed: list) -> None:
+def test_book_snapshot_then_deltas_with_update_ids(parsed: list[AvroRecord]) -> None:
     btc = [r for r in parsed if isinstance(r, BookUpdate) and r.venue == "bybit-linear" and r.symbol == "BTCUSDT"]
     assert btc[0].update_type == "SNAPSHOT" and len(btc[0].bids) == 200 and len(btc[0].asks) == 200
     assert btc[0].bids[0].price == "65114.20" and btc[0].bids[0].size == "6.054"
@@ -57,7 +57,7 @@ def test_book_snapshot_then_deltas_with_update_ids(parsed: list) -> None:
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 
-def test_ticker_deltas_merge_into_full_state(parsed: list) -> None:
+def test_ticker_deltas_merge_into_full_state(parsed: list[AvroRecord]) -> None:
     btc = [r for r in parsed if isinstance(r, Ticker) and r.venue == "bybit-linear" and r.symbol == "BTCUSDT"]
     first, last = btc[0], btc[-1]
     assert first.mark_price == "65117.44" and first.open_interest == "59891.732"
@@ -67,8 +67,8 @@ def test_ticker_deltas_merge_into_full_state(parsed: list) -> None:
     assert last.ts_exchange_ns > first.ts_exchange_ns
 
 
-def test_instruments_rules_from_rest_reply(parsed: list) -> None:
-    instruments = {(r.venue, r.symbol): r for r in parsed if type(r).__name__ == "Instrument"}
+def test_instruments_rules_from_rest_reply(parsed: list[AvroRecord]) -> None:
+    instruments = {(r.venue, r.symbol): r for r in parsed if isinstance(r, Instrument)}
     btc = instruments[("bybit-linear", "BTCUSDT")]
     assert (btc.tick_size, btc.qty_step, btc.contract_type) == ("0.10", "0.001", "LinearPerpetual")
     spot = instruments[("bybit-spot", "BTCUSDT")]
@@ -77,7 +77,9 @@ def test_instruments_rules_from_rest_reply(parsed: list) -> None:
 
 def test_all_liquidation_frames_side_is_the_liquidated_position(liquidation_frames: Path) -> None:
     parser = BybitPublicParser()
-    records = [r for f in read_capture(liquidation_frames) for r in parser.parse(f.data, f.ts_recv_ns).records]
+    records = [r for f in read_capture(liquidation_frames) for r in parser.parse(f.data, f.ts_recv_ns).records
+               if isinstance(r, Liquidation)]
+    assert len(records) == 5
     assert [(r.symbol, r.position_side, r.bankruptcy_price, r.size) for r in records] == [
         ("STRKUSDT", "LONG", "0.05165", "2084.9"),
         ("BTCUSDT", "LONG", "82396.90", "0.006"),
@@ -85,15 +87,15 @@ def test_all_liquidation_frames_side_is_the_liquidated_position(liquidation_fram
         ("ADAUSDT", "SHORT", "0.1915", "13248"),
         ("BTCUSDT", "LONG", "85823.60", "0.001"),
     ]
-    assert all(isinstance(r, Liquidation) and r.feed == "allLiquidation" for r in records)
+    assert all(r.feed == "allLiquidation" for r in records)
 
 
 def test_identical_entries_in_one_frame_stay_distinct_and_repeats_keep_their_ids(liquidation_frames: Path) -> None:
     frame = json.loads(liquidation_frames.read_text().splitlines()[0])
     frame["data"] = frame["data"] * 2  # synthetic: the same real entry twice in one frame
     parser = BybitPublicParser()
-    first = parser.parse(json.dumps(frame), 1).records
-    again = parser.parse(json.dumps(frame), 2).records
+    first = [r for r in parser.parse(json.dumps(frame), 1).records if isinstance(r, Liquidation)]
+    again = [r for r in parser.parse(json.dumps(frame), 2).records if isinstance(r, Liquidation)]
     assert [r.event_id for r in first] == [
         "STRKUSDT:1791091285156:Buy:0.05165:2084.9:1", "STRKUSDT:1791091285156:Buy:0.05165:2084.9:2",
     ]
