@@ -21,7 +21,7 @@ from schemas.records import Trade
 from streams.bybit.parse import BybitPublicParser
 from streams.capture import read_capture
 from streams.consumer import consumer_config
-from streams.producer import RecordProducer
+from streams.producer import Headers, RecordProducer
 from streams.serde import Serde, make_serde
 
 
@@ -111,7 +111,7 @@ def _fixed_rate(settings: Settings, topic: str, trades: list[Trade], serde: Serd
         if ahead_s > 0:
             time.sleep(ahead_s)  # the schedule absorbs sleep overshoot: the average rate holds
         # the first second warms up connections, leaders and the idempotent producer id: not timed
-        headers = [("sent_ns", str(time.time_ns()).encode())] if i >= rate else None
+        headers: Headers | None = [("sent_ns", str(time.time_ns()).encode())] if i >= rate else None
         producer.send(topic, trade, key=trade.symbol, headers=headers)
     producer.flush()
     _, latencies = _finish_drain(proc, conn)
