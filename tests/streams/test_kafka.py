@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from liqbot.config import Settings
 from schemas.records import DeadLetter, Trade
@@ -75,6 +76,8 @@ def test_bad_payloads_go_raw_to_dead_letters_and_good_ones_flow(clients: Clients
     got = [r.record for r in consumer.records(idle_timeout_s=5)]
     consumer.close()
     assert got == good and consumer.dead_lettered == 2
+    assert REGISTRY.get_sample_value("liqbot_dead_letters_total", {"source": topic, "stage": "decode"}) == 2
+    assert REGISTRY.get_sample_value("liqbot_records_consumed_total", {"topic": topic}) == 4
     assert clients.producer.flush(30) == 0
 
     letters = [r.record for r in _consume(clients, clients.topics.name("deadletter"), 2)]

@@ -8,6 +8,7 @@ import pytest
 from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
 from liqbot.config import Settings
+from schemas.records import RECORD_TYPES
 from streams.clients import Clients
 from streams.topics import TOPICS, TopicMismatchError, TopicRegistry
 
@@ -16,6 +17,11 @@ def test_every_record_kind_has_exactly_one_topic() -> None:
     schemas = [t.schema for t in TOPICS]
     assert len(schemas) == len(set(schemas)) == 12
     assert all(t.key == "symbol" for t in TOPICS if t.name != "deadletter")
+
+
+def test_each_record_kind_is_keyed_by_the_field_its_topic_names() -> None:
+    for spec in TOPICS:
+        assert spec.key == RECORD_TYPES[spec.schema].KEY_FIELD, spec.name
 
 
 def test_ensure_creates_then_is_idempotent(settings: Settings) -> None:
