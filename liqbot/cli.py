@@ -87,7 +87,8 @@ def _roundtrip(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  parse error: {error}")
     clients = Clients.connect(settings)
     clients.topics.ensure(clients.admin())
-    results = roundtrip(parsed.records, clients.topics, clients.producer, clients.consumer)
+    results = roundtrip(parsed.records, clients.topics, clients.producer,
+                        lambda topics, group: clients.consumer(topics, group, from_now=True))
     print(f"\n{'topic':<26} {'schema':<20} {'sent':>6} {'back':>6}  identical  per-key order")
     for r in results:
         print(f"{r.topic:<26} {r.schema:<20} {r.sent:>6} {r.received:>6}  {'yes' if r.identical else 'NO':<9}  "

@@ -35,5 +35,6 @@ class Clients:
     def admin(self) -> AdminClient:
         return AdminClient({"bootstrap.servers": self.settings.kafka.bootstrap_servers})
 
-    def consumer(self, topics: list[str], group_id: str, **overrides: Any) -> RecordConsumer:
-        return RecordConsumer(self.settings.kafka, self.serde, topics, group_id, self.dead_letters, **overrides)
+    def consumer(self, topics: list[str], group_id: str, *, from_now: bool = False, **overrides: Any) -> RecordConsumer:
+        return RecordConsumer(self.settings.kafka, self.serde, topics, group_id, self.dead_letters,
+                              from_now=from_now, **overrides)

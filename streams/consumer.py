@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
 from liqbot.config import KafkaSettings
 from schemas.records import AvroRecord
@@ -20,6 +21,14 @@ from streams.serde import Serde
 __all__ = ["ConsumedRecord", "RecordConsumer", "consumer_config"]
 
 log = logging.getLogger(__name__)
+
+
+_NO_LEADER_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                  KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
+
+
+def _retriable(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaException) and exc.args[0].code() in _NO_LEADER_YET
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +64,13 @@ class RecordConsumer:
     """Yields `ConsumedRecord`s; a payload that fails to decode is dead-lettered raw and skipped."""
 
     def __init__(self, settings: KafkaSettings, serde: Serde, topics: list[str], group_id: str,
-                 dead_letters: DeadLetterSink, **overrides: Any) -> None:
+                 dead_letters: DeadLetterSink, *, from_now: bool = False, **overrides: Any) -> None:
+        """Joins `group_id` on `topics`; with `from_now`, reads only what is produced after this call instead."""
         self._consumer = Consumer(consumer_config(settings, group_id, **overrides))
-        self._consumer.subscribe(topics)
+        if from_now:
+            self._consumer.assign(self._high_watermarks(topics))
+        else:
+            self._consumer.subscribe(topics)
         self._serde = serde
         self._dead_letters = dead_letters
         self.dead_lettered = 0
@@ -84,6 +97,16 @@ class RecordConsumer:
             if got is not None:
                 last = time.monotonic()
                 yield got
+
+    @retry(retry=retry_if_exception(_retriable), stop=stop_after_delay(30), wait=wait_fixed(0.2), reraise=True)
+    def _high_watermarks(self, topics: list[str]) -> list[TopicPartition]:
+        """Current end offsets; a topic created a moment ago may not have a leader yet, hence the retry."""
+        positions = []
+        for topic in topics:
+            for partition in self._consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                positions.append(TopicPartition(topic, partition, high))
+        return positions
 
     def close(self) -> None:
         self._consumer.close()

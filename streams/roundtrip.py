@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
 from streams.bybit.parse import BybitPublicParser, ParseError, parse_instruments
 from streams.capture import read_capture
@@ -62,20 +63,21 @@ def roundtrip(records: list[AvroRecord], topics: TopicRegistry, producer: Record
               make_consumer: Callable[[list[str], str], RecordConsumer], *, idle_timeout_s: float = 15.0,
               say: Callable[[str], None] = print) -> list[TopicResult]:
     """Produce every record to its topic keyed by symbol, consume them all back, compare per topic."""
+    destination = [topics.name(topics.for_schema(record.SCHEMA)) for record in records]
+    # positioned before producing: earlier runs' records on the same topics are not read back
+    consumer = make_consumer(sorted(set(destination)), f"liqbot-roundtrip-{uuid.uuid4().hex[:8]}")
     sent: dict[str, list[AvroRecord]] = defaultdict(list)
-    for i, record in enumerate(records, 1):
-        topic = topics.name(topics.for_schema(record.SCHEMA))
-        producer.send(topic, record, key=record.kafka_key())
-        sent[topic].append(record)
-        if i % 2000 == 0:
-            say(f"  produced {i}/{len(records)}")
-    if producer.flush(30.0):
-        raise RuntimeError("records still undelivered after 30 s; is the broker up?")
-    say(f"  produced {len(records)} records, {producer.failed} delivery failures; consuming them back ...")
-    consumer = make_consumer(sorted(sent), f"liqbot-roundtrip-{uuid.uuid4().hex[:8]}")
     received: dict[str, list[AvroRecord]] = defaultdict(list)
     total = 0
     try:
+        for i, (record, topic) in enumerate(zip(records, destination, strict=True), 1):
+            producer.send(topic, record, key=record.kafka_key())
+            sent[topic].append(record)
+            if i % 2000 == 0:
+                say(f"  produced {i}/{len(records)}")
+        if producer.flush(30.0):
+            raise LiqbotError("records still undelivered after 30 s; is the broker up? (`liqbot kafka status`)")
+        say(f"  produced {len(records)} records, {producer.failed} delivery failures; consuming them back ...")
         for got in consumer.records(idle_timeout_s):
             received[got.topic].append(got.record)
             total += 1

@@ -11,10 +11,10 @@ import uuid
 from liqbot.config import Settings
 
 
-def _liqbot(settings: Settings | None, *args: str) -> subprocess.CompletedProcess[str]:
+def _liqbot(settings: Settings | None, *args: str, prefix: str = "") -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if settings is not None:
-        env["LIQBOT_TOPIC_PREFIX"] = f"cli{uuid.uuid4().hex[:8]}."
+        env["LIQBOT_TOPIC_PREFIX"] = prefix or f"cli{uuid.uuid4().hex[:8]}."
         env["LIQBOT_PARTITIONS"] = str(settings.kafka.partitions)
         # right after the subcommand: `bench` passes everything after its name on to the benchmark
         args = (args[0], "--bootstrap", settings.kafka.bootstrap_servers, "--registry", settings.serde.registry_url,
@@ -23,8 +23,11 @@ def _liqbot(settings: Settings | None, *args: str) -> subprocess.CompletedProces
                           timeout=600, check=False)
 
 
-def test_roundtrip_of_the_real_captures(settings: Settings) -> None:
-    run = _liqbot(settings, "roundtrip")
+def test_roundtrip_of_the_real_captures_twice_on_the_same_topics(settings: Settings) -> None:
+    prefix = f"cli{uuid.uuid4().hex[:8]}."
+    first = _liqbot(settings, "roundtrip", prefix=prefix)
+    assert first.returncode == 0, first.stdout + first.stderr
+    run = _liqbot(settings, "roundtrip", prefix=prefix)  # the first run's records are not read back
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
     assert lines[0] == ("parsed 3233 frames from 2 captures (book 2148, control 24, ignored 96, instrument 2, "
