@@ -107,6 +107,39 @@ def _ensure_services(args: argparse.Namespace, settings: Settings) -> Settings:
     return local.ensure(settings, bootstrap=args.bootstrap, registry_url=args.registry)
 
 
+def _replay_capture(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.capture_replay import DEFAULT_VENUES, replay_captures
+    from streams.ingest import CountingSink, Ingestor
+
+    paths = [Path(p) for p in args.files]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise LiqbotError(f"capture not found: {', '.join(missing)}")
+    speed = None if args.speed == "max" else float(args.speed)
+    venue = DEFAULT_VENUES[args.venue]
+    if args.dry_run:
+        ingestor = Ingestor(CountingSink())
+        stats = replay_captures(paths, ingestor, venue=venue, speed=speed)
+    else:
+        from streams.clients import Clients
+        from streams.ingest import KafkaSink
+
+        clients = Clients.connect(_ensure_services(args, settings))
+        clients.topics.ensure(clients.admin())
+        ingestor = Ingestor(KafkaSink(clients.producer, clients.topics), clients.dead_letters)
+        stats = replay_captures(paths, ingestor, venue=venue, speed=speed)
+        if clients.producer.flush(60):
+            raise LiqbotError("records still undelivered after 60 s; is the broker up? (`liqbot kafka status`)")
+    for kind, count in sorted(stats.frames.items()):
+        print(f"  frames {kind:<12} {count:>8}")
+    for schema, count in sorted(stats.records.items()):
+        print(f"  records {schema:<22} {count:>8}")
+    print(f"  book gaps {stats.gaps}, deltas dropped until a snapshot {stats.dropped_deltas}, "
+          f"repeated liquidation frames dropped {stats.repeated_frames}")
+    print(json.dumps(stats.summary()))
+    return 0
+
+
 def _schemas(args: argparse.Namespace, settings: Settings) -> int:
     import schemas
     from schemas.compatibility import full_incompatibilities
@@ -159,6 +192,15 @@ def _parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("roundtrip", parents=[remote], help="real Bybit frames through Avro and Kafka and back")
     rt.add_argument("capture", nargs="*", help="capture files (default: the real ones in ../shared/data/bybit)")
     rt.set_defaults(func=_roundtrip)
+
+    rc = sub.add_parser("replay-capture", parents=[remote],
+                        help="captured frames through the live parser and producer (or --dry-run: counts only)")
+    rc.add_argument("files", nargs="+", help="captures: recorder JSON lines, raw frames, or '<time> <frame>' lines")
+    rc.add_argument("--speed", default="max", help="1, 10, ... times the recorded pace, or max (default)")
+    rc.add_argument("--venue", choices=["bybit", "binance"], default="bybit",
+                    help="venue of lines that do not say it themselves")
+    rc.add_argument("--dry-run", action="store_true", help="parse and check only; no Kafka")
+    rc.set_defaults(func=_replay_capture)
 
     sch = sub.add_parser("schemas", help="check schemas/ against the released snapshot")
     sch.add_argument("action", choices=["check"])

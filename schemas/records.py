@@ -120,6 +120,7 @@ class BookUpdate(AvroRecord):
     seq: int | None
     bids: tuple[BookLevel, ...]
     asks: tuple[BookLevel, ...]
+    prev_update_id: int | None = None
 
     def to_avro(self) -> dict[str, Any]:
         datum = {name: getattr(self, name) for name in _field_names(BookUpdate)}

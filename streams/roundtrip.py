@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
-from streams.bybit.parse import BybitPublicParser, ParseError, parse_instruments
-from streams.capture import read_capture
+from streams.capture_replay import replay_captures
 from streams.consumer import RecordConsumer
+from streams.ingest import CountingSink, Ingestor
 from streams.producer import RecordProducer
 from streams.topics import TopicRegistry
 
@@ -21,11 +21,11 @@ __all__ = ["CaptureRecords", "TopicResult", "records_from_captures", "roundtrip"
 
 @dataclass
 class CaptureRecords:
-    """Records parsed from capture files, with what each frame turned out to be."""
+    """Records made from capture files by the live path's parser and book checks, with the frame counts."""
 
-    records: list[AvroRecord] = field(default_factory=list)
-    frames: Counter[str] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
+    records: list[AvroRecord]
+    frames: Counter[str]
+    errors: list[str]
 
 
 @dataclass(frozen=True)
@@ -39,24 +39,10 @@ class TopicResult:
 
 
 def records_from_captures(paths: Iterable[Path]) -> CaptureRecords:
-    """Parse every frame of every capture; one parser per connection, as live."""
-    out = CaptureRecords()
-    for path in paths:
-        parsers: dict[str, BybitPublicParser] = {}
-        for frame in read_capture(path):
-            try:
-                if frame.kind == "http":
-                    parsed = parse_instruments(frame.data, frame.ts_recv_ns, frame.venue)
-                else:
-                    parser = parsers.setdefault(frame.conn, BybitPublicParser(frame.venue))
-                    parsed = parser.parse(frame.data, frame.ts_recv_ns)
-            except ParseError as exc:
-                out.frames["error"] += 1
-                out.errors.append(f"{path.name}:{frame.line_no}: {exc}")
-                continue
-            out.frames[parsed.kind] += 1
-            out.records.extend(parsed.records)
-    return out
+    """Every record the live path makes of these captures (trades, books and top of book, tickers, ...)."""
+    sink = CountingSink()
+    stats = replay_captures(paths, Ingestor(sink), say=lambda _: None)
+    return CaptureRecords(sink.records, stats.frames, stats.error_samples)
 
 
 def roundtrip(records: list[AvroRecord], topics: TopicRegistry, producer: RecordProducer,

@@ -31,17 +31,18 @@ def test_roundtrip_of_the_real_captures_twice_on_the_same_topics(settings: Setti
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
     assert lines[0] == ("parsed 3233 frames from 2 captures (book 2148, control 24, ignored 96, instrument 2, "
-                        "liquidation 4, ticker 839, trade 120) into 4696 records")
+                        "liquidation 4, ticker 839, trade 120) into 6844 records")
     table = {line.split()[0].split(".", 1)[1]: line.split()[1:] for line in lines if line.startswith("cli")}
     assert table == {
         "market.book": ["liqbot.BookUpdate", "2148", "2148", "yes", "yes"],
         "market.instruments": ["liqbot.Instrument", "1357", "1357", "yes", "yes"],
         "market.liquidations": ["liqbot.Liquidation", "5", "5", "yes", "yes"],
         "market.tickers": ["liqbot.Ticker", "839", "839", "yes", "yes"],
+        "market.top_of_book": ["liqbot.TopOfBook", "2148", "2148", "yes", "yes"],
         "market.trades": ["liqbot.Trade", "347", "347", "yes", "yes"],
     }
     summary = json.loads(lines[-1])
-    assert summary["records_sent"] == summary["records_received"] == 4696 and summary["identical"] is True
+    assert summary["records_sent"] == summary["records_received"] == 6844 and summary["identical"] is True
 
 
 def test_roundtrip_with_a_missing_capture_says_where_data_lives(settings: Settings) -> None:

@@ -8,22 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from liqbot.errors import LiqbotError
-from schemas.records import (
-    AvroRecord,
-    BookLevel,
-    BookUpdate,
-    Instrument,
-    Liquidation,
-    PositionSide,
-    Side,
-    Ticker,
-    Trade,
-)
+from schemas.records import BookLevel, BookUpdate, Instrument, Liquidation, PositionSide, Side, Ticker, Trade
+from streams.venue import Parsed, ParseError, decimal_text, ms_to_ns
 
-__all__ = ["BybitPublicParser", "ParseError", "Parsed", "ms_to_ns", "parse_instruments"]
+__all__ = ["BybitPublicParser", "parse_instruments"]
 
-_NS_PER_MS = 1_000_000
 _TAKER_SIDE: dict[str, Side] = {"Buy": "BUY", "Sell": "SELL"}
 # Bybit reports the side of the liquidated position: Buy = a long was liquidated.
 _POSITION_SIDE: dict[str, PositionSide] = {"Buy": "LONG", "Sell": "SHORT"}
@@ -32,24 +21,6 @@ _TICKER_FIELDS = {
     "fundingRate": "funding_rate", "openInterest": "open_interest", "openInterestValue": "open_interest_value",
     "bid1Price": "bid1_price", "ask1Price": "ask1_price", "volume24h": "volume_24h", "turnover24h": "turnover_24h",
 }
-
-
-class ParseError(LiqbotError):
-    """A frame that is not valid Bybit v5 JSON of a known shape; the message names topic and field."""
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """What one frame became: its kind (trade, liquidation, book, ticker, control, ignored) and records."""
-
-    kind: str
-    records: tuple[AvroRecord, ...] = ()
-    topic: str = ""
-
-
-def ms_to_ns(value: Any) -> int:
-    """Bybit milliseconds (int or decimal string) to integer nanoseconds."""
-    return int(value) * _NS_PER_MS
 
 
 @dataclass
@@ -90,8 +61,8 @@ class BybitPublicParser:
             Trade(
                 venue=self.venue, symbol=t["s"], event_id=str(t["i"]), ts_event_ns=ms_to_ns(t["T"]),
                 ts_exchange_ns=ts_exchange_ns, ts_recv_ns=ts_recv_ns, taker_side=_side(topic, t["S"], _TAKER_SIDE),
-                price=_decimal(topic, "p", t["p"]), size=_decimal(topic, "v", t["v"]), tick_direction=t.get("L"),
-                block_trade=bool(t.get("BT", False)), rpi=t.get("RPI"), seq=t.get("seq"),
+                price=decimal_text(topic, "p", t["p"]), size=decimal_text(topic, "v", t["v"]),
+                tick_direction=t.get("L"), block_trade=bool(t.get("BT", False)), rpi=t.get("RPI"), seq=t.get("seq"),
             )
             for t in _items(topic, frame)
         )
@@ -108,7 +79,7 @@ class BybitPublicParser:
                 venue=self.venue, symbol=item["s"], event_id=":".join((*identity, str(seen[identity]))),
                 ts_event_ns=ms_to_ns(item["T"]), ts_exchange_ns=ts_exchange_ns, ts_recv_ns=ts_recv_ns,
                 position_side=_side(topic, item["S"], _POSITION_SIDE),
-                bankruptcy_price=_decimal(topic, "p", item["p"]), size=_decimal(topic, "v", item["v"]),
+                bankruptcy_price=decimal_text(topic, "p", item["p"]), size=decimal_text(topic, "v", item["v"]),
                 feed="allLiquidation",
             ))
         return Parsed("liquidation", tuple(records), topic)
@@ -121,7 +92,8 @@ class BybitPublicParser:
             venue=self.venue, symbol=item["symbol"], event_id=":".join((*identity, "1")),
             ts_event_ns=ms_to_ns(item["updatedTime"]), ts_exchange_ns=ms_to_ns(frame["ts"]), ts_recv_ns=ts_recv_ns,
             position_side=_side(topic, item["side"], _POSITION_SIDE),
-            bankruptcy_price=_decimal(topic, "price", item["price"]), size=_decimal(topic, "size", item["size"]),
+            bankruptcy_price=decimal_text(topic, "price", item["price"]),
+            size=decimal_text(topic, "size", item["size"]),
             feed="liquidation",
         )
         return Parsed("liquidation", (record,), topic)
@@ -149,7 +121,7 @@ class BybitPublicParser:
         ts_exchange_ns = ms_to_ns(frame["ts"])
         seq = frame.get("cs")
         changes: dict[str, Any] = {
-            ours: _decimal(topic, theirs, data[theirs]) for theirs, ours in _TICKER_FIELDS.items() if theirs in data
+            ours: decimal_text(topic, theirs, data[theirs]) for theirs, ours in _TICKER_FIELDS.items() if theirs in data
         }
         if "nextFundingTime" in data:
             changes["next_funding_time_ns"] = ms_to_ns(data["nextFundingTime"])
@@ -186,8 +158,9 @@ def parse_instruments(reply_text: str | bytes, ts_recv_ns: int, venue: str) -> P
         reply = json.loads(reply_text)
         if reply.get("retCode") != 0:
             raise ParseError(f"instruments-info: retCode {reply.get('retCode')}: {reply.get('retMsg')}")
-        ts_ns = ms_to_ns(reply["time"])
-        return Parsed("instrument", tuple(_instrument(i, ts_ns, ts_recv_ns, venue) for i in reply["result"]["list"]),
+        reply_ms = int(reply["time"])
+        items = reply["result"]["list"]
+        return Parsed("instrument", tuple(_instrument(i, reply_ms, ts_recv_ns, venue) for i in items),
                       "instruments-info")
     except ParseError:
         raise
@@ -197,11 +170,12 @@ def parse_instruments(reply_text: str | bytes, ts_recv_ns: int, venue: str) -> P
         raise ParseError(f"instruments-info: malformed reply: {exc}") from exc
 
 
-def _instrument(item: dict[str, Any], ts_ns: int, ts_recv_ns: int, venue: str) -> Instrument:
+def _instrument(item: dict[str, Any], reply_ms: int, ts_recv_ns: int, venue: str) -> Instrument:
     lot = item["lotSizeFilter"]
+    ts_ns = ms_to_ns(reply_ms)
     # Linear contracts step in qtyStep; spot steps in basePrecision and has minOrderAmt for notional.
     return Instrument(
-        venue=venue, symbol=item["symbol"], event_id=f"{item['symbol']}:{ts_ns // _NS_PER_MS}",
+        venue=venue, symbol=item["symbol"], event_id=f"{item['symbol']}:{reply_ms}",
         ts_event_ns=ts_ns, ts_exchange_ns=ts_ns, ts_recv_ns=ts_recv_ns, status=item["status"],
         contract_type=item.get("contractType"), base_coin=item["baseCoin"], quote_coin=item["quoteCoin"],
         tick_size=item["priceFilter"]["tickSize"], qty_step=lot.get("qtyStep") or lot["basePrecision"],
@@ -225,22 +199,10 @@ def _side(topic: str, value: Any, mapping: dict[str, Any]) -> Any:
     return mapping[value]
 
 
-def _decimal(topic: str, name: str, value: Any) -> str:
-    """Prices and sizes stay the venue's decimal text; anything else is rejected, not coerced."""
-    if not isinstance(value, str) or not value or not _is_decimal(value):
-        raise ParseError(f"topic {topic}: field {name!r} = {value!r} is not a decimal string")
-    return value
-
-
-def _is_decimal(text: str) -> bool:
-    head, _, tail = text.lstrip("-").partition(".")
-    return (head.isdigit() or (head == "" and tail != "")) and (tail == "" or tail.isdigit())
-
-
 def _levels(topic: str, name: str, levels: list[list[str]]) -> tuple[BookLevel, ...]:
     out = []
     for level in levels:
         if len(level) != 2:
             raise ParseError(f"topic {topic}: level in {name!r} has {len(level)} entries, expected [price, size]")
-        out.append(BookLevel(_decimal(topic, name, level[0]), _decimal(topic, name, level[1])))
+        out.append(BookLevel(decimal_text(topic, name, level[0]), decimal_text(topic, name, level[1])))
     return tuple(out)

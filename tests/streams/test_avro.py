@@ -32,7 +32,7 @@ def _trade(real_records: dict[str, AvroRecord]) -> Trade:
 
 def test_every_real_record_kind_round_trips_exactly(real_records: dict[str, AvroRecord]) -> None:
     assert sorted(real_records) == ["liqbot.BookUpdate", "liqbot.Instrument", "liqbot.Liquidation",
-                                    "liqbot.Ticker", "liqbot.Trade"]
+                                    "liqbot.Ticker", "liqbot.TopOfBook", "liqbot.Trade"]
     for name, record in real_records.items():
         schema = schemas.load(name)
         back = type(record).from_avro(decode_body(schema, encode_body(schema, record.to_avro())))

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from schemas.records import AvroRecord, BookUpdate, Instrument, Liquidation, Ticker, Trade
-from streams.bybit.parse import BybitPublicParser, ParseError, parse_instruments
+from streams.bybit.parse import BybitPublicParser, parse_instruments
 from streams.capture import read_capture
 from streams.roundtrip import records_from_captures
+from streams.venue import ParseError
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,7 @@ def test_whole_capture_parses_with_no_error(bybit_capture: Path) -> None:
     kinds = Counter((type(r).__name__, getattr(r, "venue", "")) for r in result.records)
     assert kinds == Counter({
         ("BookUpdate", "bybit-linear"): 1598, ("BookUpdate", "bybit-spot"): 550,
+        ("TopOfBook", "bybit-linear"): 1598, ("TopOfBook", "bybit-spot"): 550,
         ("Ticker", "bybit-linear"): 758, ("Ticker", "bybit-spot"): 81,
         ("Trade", "bybit-linear"): 327, ("Trade", "bybit-spot"): 20,
         ("Instrument", "bybit-linear"): 800, ("Instrument", "bybit-spot"): 557,

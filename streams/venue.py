@@ -1,0 +1,51 @@
+"""What every venue adapter shares: the parse result, the parse error, time and decimal helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from liqbot.errors import LiqbotError
+from schemas.records import AvroRecord
+
+__all__ = ["FrameParser", "ParseError", "Parsed", "decimal_text", "ms_to_ns"]
+
+_NS_PER_MS = 1_000_000
+
+
+class ParseError(LiqbotError):
+    """A frame that is not valid venue JSON of a known shape; the message names topic and field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What one frame became: its kind (trade, liquidation, book, ticker, control, ignored, ...) and records."""
+
+    kind: str
+    records: tuple[AvroRecord, ...] = ()
+    topic: str = ""
+
+
+class FrameParser(Protocol):
+    """A venue's public-stream parser: one instance per connection (it may keep per-symbol state)."""
+
+    venue: str
+
+    def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed: ...
+
+
+def ms_to_ns(value: Any) -> int:
+    """Venue milliseconds (int or decimal string) to integer nanoseconds."""
+    return int(value) * _NS_PER_MS
+
+
+def decimal_text(topic: str, name: str, value: Any) -> str:
+    """Prices and sizes stay the venue's decimal text; anything else is rejected, not coerced."""
+    if not isinstance(value, str) or not _is_decimal(value):
+        raise ParseError(f"topic {topic}: field {name!r} = {value!r} is not a decimal string")
+    return value
+
+
+def _is_decimal(text: str) -> bool:
+    head, _, tail = text.removeprefix("-").partition(".")
+    return (head.isdigit() or (head == "" and tail != "")) and (tail == "" or tail.isdigit())
