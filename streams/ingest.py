@@ -96,7 +96,7 @@ class Ingestor:
             parsed = parser.parse(frame, ts_recv_ns)
         except ParseError as exc:
             return self._reject(parser.venue, source, "parse", exc, frame, ts_recv_ns=ts_recv_ns)
-        FRAMES_RECEIVED.labels(parser.venue, parsed.topic.split(".", 1)[0] or parsed.kind).inc()
+        FRAMES_RECEIVED.labels(parser.venue, parsed.kind).inc()
         if parsed.kind == "liquidation" and self._is_repeat(frame):
             self.stats.frames["repeated"] += 1
             self.stats.repeated_frames += 1

@@ -58,9 +58,13 @@ class RecordProducer:
 
     def send_raw(self, topic: str, value: bytes, key: str | bytes | None, headers: Headers | None = None) -> None:
         """Enqueue bytes as they are (dead letters, benchmarks)."""
-        for attempt in self._retry:
-            with attempt:
-                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
+        try:
+            self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
+        except BufferError:  # the local queue is full: serve callbacks and retry, with backoff
+            for attempt in self._retry:
+                with attempt:
+                    self._producer.produce(topic, value=value, key=key, headers=headers,
+                                           on_delivery=self._on_delivery)
         self._producer.poll(0)
 
     def flush(self, timeout_s: float = 30.0) -> int:
