@@ -17,11 +17,13 @@ class OrderBook:
     bids: dict[float, BookLevel] = field(default_factory=dict)
     asks: dict[float, BookLevel] = field(default_factory=dict)
     update_id: int = -1
+    fresh: bool = False  # a snapshot and no delta yet: the next delta may bridge it
 
     def reset(self, update: BookUpdate) -> None:
         self.bids = {float(lv.price): lv for lv in update.bids if float(lv.size) != 0.0}
         self.asks = {float(lv.price): lv for lv in update.asks if float(lv.size) != 0.0}
         self.update_id = update.update_id
+        self.fresh = True
 
     def apply(self, update: BookUpdate) -> None:
         for side, levels in ((self.bids, update.bids), (self.asks, update.asks)):
@@ -32,6 +34,7 @@ class OrderBook:
                 else:
                     side[price] = lv
         self.update_id = update.update_id
+        self.fresh = False
 
     def best(self) -> tuple[BookLevel, BookLevel] | None:
         """Best bid and best ask, or None while a side is empty."""
@@ -57,23 +60,51 @@ class BookStep:
     reason: str = ""
 
 
+Key = tuple[str, str, int]
+MAX_PENDING = 10_000  # deltas held per book while its first snapshot is on its way
+
+
 @dataclass
 class BookBuilder:
-    """All books of one feed, keyed by (venue, symbol, depth)."""
+    """All books of one feed, keyed by (venue, symbol, depth).
 
-    books: dict[tuple[str, str, int], OrderBook] = field(default_factory=dict)
+    Deltas that arrive before a book's snapshot are held: Binance's procedure subscribes first and fetches the
+    REST snapshot afterwards, and the delta that bridges it (pu < lastUpdateId <= u) may well come first.
+    """
+
+    books: dict[Key, OrderBook] = field(default_factory=dict)
+    pending: dict[Key, list[BookUpdate]] = field(default_factory=dict)
 
     def apply(self, update: BookUpdate) -> BookStep:
         key = (update.venue, update.symbol, update.depth)
         if update.update_type == "SNAPSHOT":
-            fresh = self.books.setdefault(key, OrderBook())
-            fresh.reset(update)
-            return BookStep((update, *_top(update, fresh)))
+            return self._snapshot(key, update)
         book = self.books.get(key)
         if book is None:
-            return BookStep((), dropped=True, reason="delta before any snapshot")
-        expected = update.prev_update_id if update.prev_update_id is not None else update.update_id - 1
-        if expected != book.update_id:
+            held = self.pending.setdefault(key, [])
+            if len(held) < MAX_PENDING:
+                held.append(update)
+            return BookStep((), dropped=True, reason="delta before any snapshot (held for the snapshot)")
+        if book.fresh and update.update_id <= book.update_id:
+            return BookStep((), dropped=True, reason="delta older than the snapshot")
+        return self._delta(key, book, update)
+
+    def _snapshot(self, key: Key, update: BookUpdate) -> BookStep:
+        book = self.books.setdefault(key, OrderBook())
+        book.reset(update)
+        out: list[AvroRecord] = [update, *_top(update, book)]
+        for held in self.pending.pop(key, []):
+            if held.update_id <= book.update_id:
+                continue  # already in the snapshot
+            step = self._delta(key, book, held)
+            out.extend(step.records)
+            if step.gap:
+                return BookStep(tuple(out), gap=True, reason=step.reason)
+        return BookStep(tuple(out))
+
+    def _delta(self, key: Key, book: OrderBook, update: BookUpdate) -> BookStep:
+        if not _follows(book, update):
+            expected = update.prev_update_id if update.prev_update_id is not None else update.update_id - 1
             return self._gap(key, update, f"update {update.update_id} follows {expected}, book is at {book.update_id}")
         book.apply(update)
         top = _top(update, book)
@@ -81,12 +112,22 @@ class BookBuilder:
             return self._gap(key, update, f"crossed book: bid {top[0].bid_price} >= ask {top[0].ask_price}")
         return BookStep((update, *top))
 
-    def _gap(self, key: tuple[str, str, int], update: BookUpdate, reason: str) -> BookStep:
+    def _gap(self, key: Key, update: BookUpdate, reason: str) -> BookStep:
         """Forget the book: nothing more is published for it until the next snapshot."""
+        self.pending.pop(key, None)
         book = self.books.pop(key)
         marker = replace(update, update_type="RESYNC", event_id=f"{update.event_id}:resync", bids=(), asks=(),
                          prev_update_id=book.update_id)
         return BookStep((marker,), gap=True, reason=reason)
+
+
+def _follows(book: OrderBook, update: BookUpdate) -> bool:
+    """Continuity: the venue's previous id when it sends one, else consecutive ids; a snapshot may be bridged."""
+    if update.prev_update_id is None:
+        return update.update_id == book.update_id + 1
+    if book.fresh:
+        return update.prev_update_id <= book.update_id <= update.update_id
+    return update.prev_update_id == book.update_id
 
 
 def _top(update: BookUpdate, book: OrderBook) -> tuple[TopOfBook, ...]:
