@@ -140,6 +140,59 @@ def _replay_capture(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    """`liqbot ingest` and `liqbot record`: the live public stream into Kafka (and a capture file)."""
+    import asyncio
+    import signal
+
+    from prometheus_client import start_http_server
+
+    from streams.bybit.client import PUBLIC_URLS, BybitStreamConfig
+    from streams.bybit.rest import BybitRest
+    from streams.capture import CaptureWriter
+    from streams.clients import Clients
+    from streams.ingest import Ingestor, KafkaSink
+    from streams.live import LiveSession
+
+    if args.venue != "bybit":
+        raise LiqbotError("the live connector speaks Bybit only so far; Binance captures replay with "
+                          "`liqbot replay-capture --venue binance`")
+    venue = f"bybit-{args.market}"
+    symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
+    config = BybitStreamConfig(symbols=symbols, venue=venue, url=args.url or PUBLIC_URLS[venue],
+                               book_depth=args.depth, kline=args.kline)
+    settings = _ensure_services(args, settings)
+    clients = Clients.connect(settings)
+    clients.topics.ensure(clients.admin())
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr="127.0.0.1")
+    writer = CaptureWriter(Path(args.out), venue) if getattr(args, "out", None) else None
+    session = LiveSession(config, Ingestor(KafkaSink(clients.producer, clients.topics), clients.dead_letters),
+                          rest=None if args.no_rest else BybitRest(args.rest_url), writer=writer)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if args.seconds:
+            loop.call_later(args.seconds, stop.set)
+        print(f"streaming {len(symbols)} symbols from {config.url} into {settings.kafka.bootstrap_servers}"
+              " (Ctrl-C stops)")
+        client = await session.run(stop)
+        print(f"stopped: reconnects {client.reconnects}, refused subscriptions {client.failed_subscriptions}")
+
+    try:
+        asyncio.run(main())
+    finally:
+        if writer is not None:
+            writer.close()
+            print(f"recorded {writer.frames} frames to {writer.path}")
+        clients.producer.flush(30)
+    print(json.dumps(session.ingestor.stats.summary()))
+    return 0
+
+
 def _schemas(args: argparse.Namespace, settings: Settings) -> int:
     import schemas
     from schemas.compatibility import full_incompatibilities
@@ -201,6 +254,24 @@ def _parser() -> argparse.ArgumentParser:
                     help="venue of lines that do not say it themselves")
     rc.add_argument("--dry-run", action="store_true", help="parse and check only; no Kafka")
     rc.set_defaults(func=_replay_capture)
+
+    live = argparse.ArgumentParser(add_help=False)
+    live.add_argument("--symbols", required=True, help="comma-separated, e.g. BTCUSDT,ETHUSDT")
+    live.add_argument("--venue", choices=["bybit", "binance"], default="bybit")
+    live.add_argument("--market", choices=["linear", "spot"], default="linear")
+    live.add_argument("--depth", type=int, default=50, help="order-book depth (Bybit: 1, 50, 200, 500)")
+    live.add_argument("--kline", action="store_true", help="also subscribe kline.1 (counted, not stored)")
+    live.add_argument("--url", help="WebSocket URL (default: Bybit's public stream for the market)")
+    live.add_argument("--rest-url", default="https://api.bybit.com", help="REST base URL for instruments")
+    live.add_argument("--no-rest", action="store_true", help="skip the instruments request")
+    live.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    live.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+
+    ing = sub.add_parser("ingest", parents=[remote, live], help="the live public stream into Kafka")
+    ing.set_defaults(func=_ingest)
+    rec = sub.add_parser("record", parents=[remote, live], help="like ingest, and write every raw frame to a file")
+    rec.add_argument("--out", required=True, help="capture file (zstandard JSON lines; replay-capture reads it)")
+    rec.set_defaults(func=_ingest)
 
     sch = sub.add_parser("schemas", help="check schemas/ against the released snapshot")
     sch.add_argument("action", choices=["check"])

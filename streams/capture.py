@@ -22,7 +22,9 @@ import zstandard
 
 from liqbot.errors import LiqbotError
 
-__all__ = ["CaptureError", "CapturedFrame", "open_text", "parse_receive_time", "read_capture", "venue_of"]
+__all__ = [
+    "CaptureError", "CaptureWriter", "CapturedFrame", "open_text", "parse_receive_time", "read_capture", "venue_of",
+]
 
 
 class CaptureError(LiqbotError):
@@ -118,6 +120,37 @@ def _frame(text: str, line_no: int, addresses: dict[str, str], default_venue: st
     address = entry.get("url") or addresses.get(entry.get("conn", ""), "")
     return CapturedFrame(
         line_no=line_no, kind=kind, conn=entry.get("conn", ""),
-        ts_recv_ns=round(float(entry["ts"]) * 1e6) * 1000,  # the recorder keeps microseconds
+        # `liqbot record` keeps nanoseconds; older recorders only seconds with microsecond digits
+        ts_recv_ns=int(entry["ts_ns"]) if "ts_ns" in entry else round(float(entry["ts"]) * 1e6) * 1000,
         data=entry["data"], venue=venue_of(address, default_venue),
     )
+
+
+class CaptureWriter:
+    """Writes frames in the recorder format (zstandard JSON lines), so `read_capture` replays them."""
+
+    def __init__(self, path: Path, venue: str, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.path = path
+        self._raw = path.open("wb")
+        self._out = zstandard.ZstdCompressor(level=3).stream_writer(self._raw, closefd=False)
+        self._clock_ns = clock_ns
+        self.frames = 0
+        self._line({"t": "header", "format": 2, "venue": venue, "recorded": clock_ns() / 1e9})
+
+    def connect(self, conn: str, address: str) -> None:
+        self._line({"t": "connect", "conn": conn, "ts": self._clock_ns() / 1e9, "addr": address})
+
+    def frame(self, conn: str, text: str, ts_recv_ns: int, kind: str = "recv", url: str = "") -> None:
+        entry = {"t": kind, "conn": conn, "ts": ts_recv_ns / 1e9, "ts_ns": ts_recv_ns, "data": text}
+        if url:
+            entry["url"] = url
+        self._line(entry)
+        self.frames += 1
+
+    def close(self) -> None:
+        self._out.flush(zstandard.FLUSH_FRAME)
+        self._out.close()  # type: ignore[no-untyped-call]
+        self._raw.close()
+
+    def _line(self, entry: dict[str, object]) -> None:
+        self._out.write(json.dumps(entry, separators=(",", ":")).encode() + b"\n")

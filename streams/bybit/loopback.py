@@ -12,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
+import time
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-__all__ = ["Faults", "LoopbackBybit"]
+__all__ = ["Faults", "LoopbackBybit", "LoopbackBybitRest"]
 
 _CHANNELS = {"publicTrade", "allLiquidation", "liquidation", "orderbook", "tickers", "kline"}
 
@@ -151,3 +155,65 @@ class LoopbackBybit:
             if index in self.faults.silent_after:
                 silent.set()
                 return
+
+
+class LoopbackBybitRest:
+    """Bybit's `/v5/market/instruments-info` on 127.0.0.1, answering from a captured real reply.
+
+    `throttle_first` requests get Bybit's rate-limit answer (retCode 10006, X-Bapi-Limit-Status 0).
+    """
+
+    def __init__(self, instruments_reply: str, throttle_first: int = 0, reset_after_ms: int = 200) -> None:
+        self.reply = json.loads(instruments_reply)
+        self.throttle_first = throttle_first
+        self.reset_after_ms = reset_after_ms
+        self.requests: list[str] = []
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _answer(self, path: str) -> tuple[dict[str, Any], dict[str, str]]:
+        self.requests.append(path)
+        now_ms = int(time.time() * 1000)
+        if len(self.requests) <= self.throttle_first:
+            headers = {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit": "10",
+                       "X-Bapi-Limit-Reset-Timestamp": str(now_ms + self.reset_after_ms)}
+            return {"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "time": now_ms}, headers
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+        wanted = set(query.get("symbol", []))
+        listed = [i for i in self.reply["result"]["list"] if not wanted or i["symbol"] in wanted]
+        body = {**self.reply, "result": {**self.reply["result"], "list": listed}}
+        return body, {"X-Bapi-Limit-Status": "9", "X-Bapi-Limit": "10",
+                      "X-Bapi-Limit-Reset-Timestamp": str(now_ms + 1000)}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if not self.path.startswith("/v5/market/instruments-info"):
+                    self.send_error(404)
+                    return
+                body, headers = server._answer(self.path)
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                for name, value in {**headers, "Content-Type": "application/json"}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet: tests read `requests`
+
+        return Handler

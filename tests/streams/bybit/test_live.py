@@ -1,0 +1,113 @@
+"""REST rate limits, and `liqbot record`: a live session and the replay of what it recorded give the same records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from liqbot.config import Settings
+from schemas.records import AvroRecord, Instrument
+from streams.bybit.loopback import LoopbackBybit, LoopbackBybitRest
+from streams.bybit.rest import BybitRest, RestError
+from streams.capture import read_capture
+from streams.capture_replay import replay_captures
+from streams.clients import Clients
+from streams.ingest import CountingSink, Ingestor
+
+
+@pytest.fixture(scope="module")
+def instruments_reply(bybit_capture: Path) -> str:
+    return next(f.data for f in read_capture(bybit_capture) if f.kind == "http" and f.venue == "bybit-linear")
+
+
+@pytest.fixture
+def rest(instruments_reply: str) -> Iterator[LoopbackBybitRest]:
+    server = LoopbackBybitRest(instruments_reply, throttle_first=1, reset_after_ms=5000)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_rate_limited_reply_waits_for_the_reset_and_retries(rest: LoopbackBybitRest) -> None:
+    waits: list[float] = []
+    reply = BybitRest(rest.url, sleep=waits.append).instruments("linear", "BTCUSDT")
+    (item,) = json.loads(reply.text)["result"]["list"]
+    assert item["symbol"] == "BTCUSDT" and item["priceFilter"]["tickSize"] == "0.10"
+    assert len(rest.requests) == 2 and rest.requests[1].endswith("category=linear&limit=1000&symbol=BTCUSDT")
+    assert len(waits) == 1 and 4.0 < waits[0] <= 5.0  # until X-Bapi-Limit-Reset-Timestamp, not a guess
+
+
+def test_refusal_is_an_error_with_the_reason(rest: LoopbackBybitRest) -> None:
+    with pytest.raises(RestError, match=r"GET http://127.0.0.1:\d+/nope\?: HTTP 404"):
+        BybitRest(rest.url, sleep=lambda _: None).get("/nope", {})
+
+
+class _WsThread:
+    """The loopback WebSocket peer on its own event loop, so a CLI subprocess can connect to it."""
+
+    def __init__(self, frames: list[str]) -> None:
+        self.server = LoopbackBybit(frames)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> LoopbackBybit:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self.server
+
+    def __exit__(self, *_: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def test_record_then_replay_gives_the_records_of_the_live_session(
+        settings: Settings, bybit_capture: Path, rest: LoopbackBybitRest, tmp_path: Path) -> None:
+    frames = [f.data for f in read_capture(bybit_capture)
+              if f.kind == "recv" and f.venue == "bybit-linear" and '"topic"' in f.data]
+    out = tmp_path / "session.jsonl.zst"
+    prefix = f"rec{uuid.uuid4().hex[:8]}."
+    env = {**os.environ, "LIQBOT_TOPIC_PREFIX": prefix, "LIQBOT_PARTITIONS": str(settings.kafka.partitions)}
+    with _WsThread(frames) as ws:
+        run = subprocess.run(
+            [sys.executable, "-m", "liqbot.cli", "record", "--bootstrap", settings.kafka.bootstrap_servers,
+             "--registry", settings.serde.registry_url, "--symbols", "BTCUSDT,ETHUSDT,SOLUSDT,DOGEUSDT",
+             "--depth", "200", "--kline", "--url", ws.url, "--rest-url", rest.url, "--seconds", "8",
+             "--out", str(out)], env=env, capture_output=True, text=True, timeout=120, check=False)
+        served = ws.cursor
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert served == len(frames), "the session ended before the loopback peer served the whole capture"
+    recorded = list(read_capture(out))
+    assert f"recorded {len(recorded)} frames to {out}" in run.stdout
+    assert [f.data for f in recorded if '"topic"' in f.data] == frames  # every frame, in order
+    assert sum(f.kind == "http" for f in recorded) == 4  # one instruments reply per symbol
+
+    live = _kafka_records(settings, prefix)
+    sink = CountingSink()
+    stats = replay_captures([out], Ingestor(sink), say=lambda _: None)
+    assert stats.errors == 0 and stats.gaps == 0
+    assert Counter(live) == Counter(sink.records)
+    assert sum(isinstance(r, Instrument) for r in live) == 4
+    assert Counter(r.SCHEMA for r in live) == {
+        "liqbot.Trade": 327, "liqbot.BookUpdate": 1598, "liqbot.TopOfBook": 1598, "liqbot.Ticker": 758,
+        "liqbot.Instrument": 4}
+
+
+def _kafka_records(settings: Settings, prefix: str) -> list[AvroRecord]:
+    clients = Clients.connect(replace(settings, kafka=replace(settings.kafka, topic_prefix=prefix)))
+    names = [clients.topics.name(s) for s in clients.topics.specs]
+    consumer = clients.consumer(names, f"g-{uuid.uuid4().hex[:8]}")
+    records = [got.record for got in consumer.records(idle_timeout_s=5)]
+    consumer.close()
+    return records
