@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from liqbot.config import Settings
 from liqbot.data import BYBIT_CAPTURE, LIQUIDATION_FRAMES, REPO
@@ -193,6 +194,32 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _import_trades(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.bybit.archive import read_trade_archive
+    from streams.clients import Clients
+    from streams.ingest import KafkaSink
+
+    clients = Clients.connect(_ensure_services(args, settings))
+    clients.topics.ensure(clients.admin())
+    sink = KafkaSink(clients.producer, clients.topics)
+    imported = errors = 0
+    for name in args.files:
+        for row in read_trade_archive(Path(name), venue=f"bybit-{args.market}"):
+            if row.trade is None:
+                errors += 1
+                clients.dead_letters.send(source=f"archive:{name}", stage="parse", error=ValueError(row.error),
+                                          raw=row.raw.encode())
+                continue
+            sink.send_all([row.trade])
+            imported += 1
+            if imported % 100_000 == 0:
+                print(f"  {imported} trades")
+    if clients.producer.flush(60):
+        raise LiqbotError("records still undelivered after 60 s; is the broker up? (`liqbot kafka status`)")
+    print(json.dumps({"files": len(args.files), "trades": imported, "errors": errors}))
+    return 0
+
+
 def _schemas(args: argparse.Namespace, settings: Settings) -> int:
     import schemas
     from schemas.compatibility import full_incompatibilities
@@ -229,19 +256,32 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--bootstrap", help="use this Kafka instead of the local broker")
+    remote.add_argument("--registry", help="with --bootstrap: the schema registry's ccompat/v7 URL")
+
+    _platform_commands(sub, remote)
+    _stream_commands(sub, remote)
+    _dev_commands(sub, remote)
+    return parser
+
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _platform_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     kafka = sub.add_parser("kafka", help="the local Apache Kafka broker (KRaft, no Docker) and schema registry")
     kafka.add_argument("action", choices=["up", "down", "status"])
     kafka.add_argument("--port", type=int, default=9092,
                        help="Kafka port on 127.0.0.1; controller port+1, registry port+2, its management port+3")
     kafka.set_defaults(func=_kafka)
 
-    remote = argparse.ArgumentParser(add_help=False)
-    remote.add_argument("--bootstrap", help="use this Kafka instead of the local broker")
-    remote.add_argument("--registry", help="with --bootstrap: the schema registry's ccompat/v7 URL")
-
     topics = sub.add_parser("topics", parents=[remote], help="create the registry's topics (idempotent), list them")
     topics.set_defaults(func=_topics)
 
+
+def _stream_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     rt = sub.add_parser("roundtrip", parents=[remote], help="real Bybit frames through Avro and Kafka and back")
     rt.add_argument("capture", nargs="*", help="capture files (default: the real ones in ../shared/data/bybit)")
     rt.set_defaults(func=_roundtrip)
@@ -273,6 +313,13 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", required=True, help="capture file (zstandard JSON lines; replay-capture reads it)")
     rec.set_defaults(func=_ingest)
 
+    imp = sub.add_parser("import-trades", parents=[remote], help="Bybit's public daily trade archive (CSV) into Kafka")
+    imp.add_argument("files", nargs="+", help="CSV files, plain or .gz")
+    imp.add_argument("--market", choices=["linear", "spot"], default="linear")
+    imp.set_defaults(func=_import_trades)
+
+
+def _dev_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     sch = sub.add_parser("schemas", help="check schemas/ against the released snapshot")
     sch.add_argument("action", choices=["check"])
     sch.set_defaults(func=_schemas)
@@ -285,7 +332,7 @@ def _parser() -> argparse.ArgumentParser:
     test = sub.add_parser("test", help="run the test suite (pytest; extra arguments go to pytest)")
     test.add_argument("rest", nargs=argparse.REMAINDER)
     test.set_defaults(func=_test)
-    return parser
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ dead-lettered raw with the reason and counted, and the stream goes on.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -24,13 +25,15 @@ from streams.venue import FrameParser, Parsed, ParseError
 
 __all__ = ["CountingSink", "FrameOutcome", "IngestStats", "Ingestor", "KafkaSink", "RecordSink"]
 
+log = logging.getLogger(__name__)
+
 _REPEAT_WINDOW = 1024  # liquidation frames remembered for exact-repeat detection
 
 
 class RecordSink(Protocol):
-    """Where ingested records go: Kafka, or only counted (dry runs)."""
+    """Where ingested records go: Kafka, or only kept (dry runs). All of a frame's records, or none."""
 
-    def send(self, record: AvroRecord) -> None: ...
+    def send_all(self, records: list[AvroRecord]) -> None: ...
 
 
 @dataclass
@@ -43,8 +46,8 @@ class KafkaSink:
     def __post_init__(self) -> None:
         self._names = {spec.schema: self.topics.name(spec) for spec in self.topics.specs}
 
-    def send(self, record: AvroRecord) -> None:
-        self.producer.send(self._names[record.SCHEMA], record, key=record.kafka_key())
+    def send_all(self, records: list[AvroRecord]) -> None:
+        self.producer.send_all([(self._names[r.SCHEMA], r, r.kafka_key()) for r in records])
 
 
 @dataclass
@@ -53,8 +56,8 @@ class CountingSink:
 
     records: list[AvroRecord] = field(default_factory=list)
 
-    def send(self, record: AvroRecord) -> None:
-        self.records.append(record)
+    def send_all(self, records: list[AvroRecord]) -> None:
+        self.records.extend(records)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class IngestStats:
     gaps: int = 0
     dropped_deltas: int = 0
     repeated_frames: int = 0
+    internal_errors: int = 0  # frames that hit a bug of ours (dead-lettered too); tests require zero
     error_samples: list[str] = field(default_factory=list)  # the first few, for people to read
 
     def summary(self) -> dict[str, int]:
@@ -101,31 +105,35 @@ class Ingestor:
             self.stats.frames["repeated"] += 1
             self.stats.repeated_frames += 1
             return FrameOutcome("repeated")
-        self.stats.frames[parsed.kind] += 1
         try:
-            return self._send_all(parser.venue, parsed, ts_recv_ns)
+            outcome = self._send_all(parser.venue, parsed, ts_recv_ns)
         except SerdeError as exc:
             return self._reject(parser.venue, source, "encode", exc, frame, ts_recv_ns=ts_recv_ns)
+        except Exception as exc:  # a bug of ours must not stop the feed: keep the frame, count it, log it
+            log.exception("ingest failed on a frame from %s", source)
+            self.stats.internal_errors += 1
+            return self._reject(parser.venue, source, "ingest", exc, frame, ts_recv_ns=ts_recv_ns)
+        self.stats.frames[parsed.kind] += 1
+        return outcome
 
     def reject(self, venue: str, source: str, error: Exception, raw: str, ts_recv_ns: int) -> FrameOutcome:
         """A line or message that never became a frame (unreadable capture line, binary message)."""
         return self._reject(venue, source, "parse", error, raw, ts_recv_ns=ts_recv_ns)
 
     def _send_all(self, venue: str, parsed: Parsed, ts_recv_ns: int) -> FrameOutcome:
-        sent, resync = 0, ""
-        for record in parsed.records:
-            for out in self._book_checked(record):
-                self.sink.send(out)
-                self.stats.records[out.SCHEMA] += 1
-                sent += 1
-                if isinstance(out, BookUpdate) and out.update_type == "RESYNC":
-                    resync = parsed.topic
+        outputs = [out for record in parsed.records for out in self._book_checked(record)]
+        self.sink.send_all(outputs)
+        resync = ""
+        for out in outputs:
+            self.stats.records[out.SCHEMA] += 1
+            if isinstance(out, BookUpdate) and out.update_type == "RESYNC":
+                resync = parsed.topic
         if parsed.records:
             first = parsed.records[0]
             exchange_ns = getattr(first, "ts_exchange_ns", ts_recv_ns)
             EXCHANGE_TO_RECEIVE.labels(venue).observe(max(0, ts_recv_ns - exchange_ns) / 1e9)
             RECEIVE_TO_PRODUCE.labels(venue).observe(max(0, self.clock_ns() - ts_recv_ns) / 1e9)
-        return FrameOutcome(parsed.kind, sent, resync)
+        return FrameOutcome(parsed.kind, len(outputs), resync)
 
     def _book_checked(self, record: AvroRecord) -> tuple[AvroRecord, ...]:
         if not isinstance(record, BookUpdate):

@@ -56,6 +56,12 @@ class RecordProducer:
         """Encode and enqueue; encoding errors raise `SerdeError` before anything is sent."""
         self.send_raw(topic, self._serde.encode(topic, record), key, headers)
 
+    def send_all(self, items: list[tuple[str, AvroRecord, str | bytes]]) -> None:
+        """(topic, record, key) triples: all are encoded before any is sent, so a bad one sends nothing."""
+        payloads = [(topic, self._serde.encode(topic, record), key) for topic, record, key in items]
+        for topic, value, key in payloads:
+            self.send_raw(topic, value, key)
+
     def send_raw(self, topic: str, value: bytes, key: str | bytes | None, headers: Headers | None = None) -> None:
         """Enqueue bytes as they are (dead letters, benchmarks)."""
         try:

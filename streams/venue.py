@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
 
-__all__ = ["FrameParser", "ParseError", "Parsed", "decimal_text", "ms_to_ns"]
+__all__ = ["FrameParser", "ParseError", "Parsed", "decimal_text", "ms_to_ns", "text_field"]
 
 _NS_PER_MS = 1_000_000
 
@@ -43,6 +43,13 @@ def decimal_text(topic: str, name: str, value: Any) -> str:
     """Prices and sizes stay the venue's decimal text; anything else is rejected, not coerced."""
     if not isinstance(value, str) or not _is_decimal(value):
         raise ParseError(f"topic {topic}: field {name!r} = {value!r} is not a decimal string")
+    return value
+
+
+def text_field(topic: str, name: str, value: Any) -> str:
+    """Symbols and ids: a non-empty string, or the frame is rejected."""
+    if not isinstance(value, str) or not value:
+        raise ParseError(f"topic {topic}: field {name!r} = {value!r} is not a non-empty string")
     return value
 
 

@@ -46,7 +46,7 @@ class BinanceUsdmParser:
             raise
         except KeyError as exc:
             raise ParseError(f"{where}: missing field {exc.args[0]!r}") from exc
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ParseError(f"{where}: malformed frame: {exc}") from exc
         return replace(parsed, topic=stream or kind)
 
@@ -184,7 +184,7 @@ def _snapshot(reply: dict[str, Any], ts_recv_ns: int, symbol: str, venue: str, d
         )
     except KeyError as exc:
         raise ParseError(f"{where}: missing field {exc.args[0]!r}") from exc
-    except (TypeError, ValueError, AttributeError) as exc:
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise ParseError(f"{where}: malformed reply: {exc}") from exc
     return Parsed("book", (record,), "depth")
 

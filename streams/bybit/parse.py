@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.records import BookLevel, BookUpdate, Instrument, Liquidation, PositionSide, Side, Ticker, Trade
-from streams.venue import Parsed, ParseError, decimal_text, ms_to_ns
+from streams.venue import Parsed, ParseError, decimal_text, ms_to_ns, text_field
 
 __all__ = ["BybitPublicParser", "parse_instruments"]
 
@@ -52,15 +52,16 @@ class BybitPublicParser:
             raise
         except KeyError as exc:
             raise ParseError(f"topic {topic}: missing field {exc.args[0]!r}") from exc
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ParseError(f"topic {topic}: malformed frame: {exc}") from exc
 
     def _trades(self, topic: str, frame: dict[str, Any], ts_recv_ns: int) -> Parsed:
         ts_exchange_ns = ms_to_ns(frame["ts"])
         records = tuple(
             Trade(
-                venue=self.venue, symbol=t["s"], event_id=str(t["i"]), ts_event_ns=ms_to_ns(t["T"]),
-                ts_exchange_ns=ts_exchange_ns, ts_recv_ns=ts_recv_ns, taker_side=_side(topic, t["S"], _TAKER_SIDE),
+                venue=self.venue, symbol=text_field(topic, "s", t["s"]), event_id=text_field(topic, "i", t["i"]),
+                ts_event_ns=ms_to_ns(t["T"]), ts_exchange_ns=ts_exchange_ns, ts_recv_ns=ts_recv_ns,
+                taker_side=_side(topic, t["S"], _TAKER_SIDE),
                 price=decimal_text(topic, "p", t["p"]), size=decimal_text(topic, "v", t["v"]),
                 tick_direction=t.get("L"), block_trade=bool(t.get("BT", False)), rpi=t.get("RPI"), seq=t.get("seq"),
             )
@@ -73,10 +74,11 @@ class BybitPublicParser:
         seen: Counter[tuple[str, ...]] = Counter()
         records = []
         for item in _items(topic, frame):
-            identity = (item["s"], str(item["T"]), item["S"], item["p"], item["v"])
+            identity = (text_field(topic, "s", item["s"]), str(int(item["T"])), str(item["S"]), str(item["p"]),
+                        str(item["v"]))
             seen[identity] += 1  # identical entries inside one frame stay distinct events
             records.append(Liquidation(
-                venue=self.venue, symbol=item["s"], event_id=":".join((*identity, str(seen[identity]))),
+                venue=self.venue, symbol=identity[0], event_id=":".join((*identity, str(seen[identity]))),
                 ts_event_ns=ms_to_ns(item["T"]), ts_exchange_ns=ts_exchange_ns, ts_recv_ns=ts_recv_ns,
                 position_side=_side(topic, item["S"], _POSITION_SIDE),
                 bankruptcy_price=decimal_text(topic, "p", item["p"]), size=decimal_text(topic, "v", item["v"]),
@@ -87,9 +89,10 @@ class BybitPublicParser:
     def _legacy_liquidation(self, topic: str, frame: dict[str, Any], ts_recv_ns: int) -> Parsed:
         """`liquidation.{symbol}`, deprecated by Bybit on 2025-02-20: one object, long field names."""
         item = frame["data"]
-        identity = (item["symbol"], str(item["updatedTime"]), item["side"], item["price"], item["size"])
+        identity = (text_field(topic, "symbol", item["symbol"]), str(int(item["updatedTime"])), str(item["side"]),
+                    str(item["price"]), str(item["size"]))
         record = Liquidation(
-            venue=self.venue, symbol=item["symbol"], event_id=":".join((*identity, "1")),
+            venue=self.venue, symbol=identity[0], event_id=":".join((*identity, "1")),
             ts_event_ns=ms_to_ns(item["updatedTime"]), ts_exchange_ns=ms_to_ns(frame["ts"]), ts_recv_ns=ts_recv_ns,
             position_side=_side(topic, item["side"], _POSITION_SIDE),
             bankruptcy_price=decimal_text(topic, "price", item["price"]),
@@ -106,7 +109,7 @@ class BybitPublicParser:
             raise ParseError(f"topic {topic}: type {kind!r} is neither snapshot nor delta")
         ts_exchange_ns = ms_to_ns(frame["ts"])
         record = BookUpdate(
-            venue=self.venue, symbol=data["s"], event_id=f"{symbol}:{depth}:{data['u']}",
+            venue=self.venue, symbol=text_field(topic, "s", data["s"]), event_id=f"{symbol}:{depth}:{int(data['u'])}",
             ts_event_ns=ms_to_ns(frame["cts"]) if "cts" in frame else ts_exchange_ns,
             ts_exchange_ns=ts_exchange_ns, ts_recv_ns=ts_recv_ns,
             update_type="SNAPSHOT" if kind == "snapshot" else "DELTA", depth=int(depth),
@@ -117,7 +120,7 @@ class BybitPublicParser:
 
     def _ticker(self, topic: str, frame: dict[str, Any], ts_recv_ns: int) -> Parsed:
         data = frame["data"]
-        symbol = data["symbol"]
+        symbol = text_field(topic, "symbol", data["symbol"])
         ts_exchange_ns = ms_to_ns(frame["ts"])
         seq = frame.get("cs")
         changes: dict[str, Any] = {
@@ -166,7 +169,7 @@ def parse_instruments(reply_text: str | bytes, ts_recv_ns: int, venue: str) -> P
         raise
     except KeyError as exc:
         raise ParseError(f"instruments-info: missing field {exc.args[0]!r}") from exc
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise ParseError(f"instruments-info: malformed reply: {exc}") from exc
 
 
