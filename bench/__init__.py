@@ -16,7 +16,7 @@ from liqbot.errors import LiqbotError
 __all__ = ["machine", "report", "run_benchmark"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-BENCHMARKS = ("serde",)
+BENCHMARKS = ("ingest", "serde")
 
 
 def run_benchmark(name: str, argv: list[str], settings: Settings) -> int:

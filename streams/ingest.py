@@ -12,7 +12,11 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Protocol
+
+from prometheus_client import Counter as CounterChild
+from prometheus_client import Histogram as HistogramChild
 
 from schemas.records import AvroRecord, BookUpdate
 from streams.avro import SerdeError
@@ -100,7 +104,7 @@ class Ingestor:
             parsed = parser.parse(frame, ts_recv_ns)
         except ParseError as exc:
             return self._reject(parser.venue, source, "parse", exc, frame, ts_recv_ns=ts_recv_ns)
-        FRAMES_RECEIVED.labels(parser.venue, parsed.kind).inc()
+        self._frames_metric(parser.venue, parsed.kind).inc()
         if parsed.kind == "liquidation" and self._is_repeat(frame):
             self.stats.frames["repeated"] += 1
             self.stats.repeated_frames += 1
@@ -129,10 +133,10 @@ class Ingestor:
             if isinstance(out, BookUpdate) and out.update_type == "RESYNC":
                 resync = parsed.topic
         if parsed.records:
-            first = parsed.records[0]
-            exchange_ns = getattr(first, "ts_exchange_ns", ts_recv_ns)
-            EXCHANGE_TO_RECEIVE.labels(venue).observe(max(0, ts_recv_ns - exchange_ns) / 1e9)
-            RECEIVE_TO_PRODUCE.labels(venue).observe(max(0, self.clock_ns() - ts_recv_ns) / 1e9)
+            exchange_ns = getattr(parsed.records[0], "ts_exchange_ns", ts_recv_ns)
+            to_receive, to_produce = self._latency_metrics(venue)
+            to_receive.observe(max(0, ts_recv_ns - exchange_ns) / 1e9)
+            to_produce.observe(max(0, self.clock_ns() - ts_recv_ns) / 1e9)
         return FrameOutcome(parsed.kind, len(outputs), resync)
 
     def _book_checked(self, record: AvroRecord) -> tuple[AvroRecord, ...]:
@@ -145,6 +149,16 @@ class Ingestor:
         if step.dropped:
             self.stats.dropped_deltas += 1
         return step.records
+
+    @staticmethod
+    @cache
+    def _frames_metric(venue: str, kind: str) -> CounterChild:
+        return FRAMES_RECEIVED.labels(venue, kind)  # labels() costs a lookup per frame otherwise
+
+    @staticmethod
+    @cache
+    def _latency_metrics(venue: str) -> tuple[HistogramChild, HistogramChild]:
+        return EXCHANGE_TO_RECEIVE.labels(venue), RECEIVE_TO_PRODUCE.labels(venue)
 
     def _is_repeat(self, frame: str) -> bool:
         digest = hashlib.blake2b(frame.encode(), digest_size=16).digest()

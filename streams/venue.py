@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,6 +54,8 @@ def text_field(topic: str, name: str, value: Any) -> str:
     return value
 
 
+_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
 def _is_decimal(text: str) -> bool:
-    head, _, tail = text.removeprefix("-").partition(".")
-    return (head.isdigit() or (head == "" and tail != "")) and (tail == "" or tail.isdigit())
+    return _DECIMAL.fullmatch(text) is not None
