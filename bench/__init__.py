@@ -17,11 +17,14 @@ __all__ = ["machine", "report", "run_benchmark"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BENCHMARKS = ("ingest", "serde")
+_results_dir = RESULTS_DIR
 
 
-def run_benchmark(name: str, argv: list[str], settings: Settings) -> int:
+def run_benchmark(name: str, argv: list[str], settings: Settings, results_dir: Path = RESULTS_DIR) -> int:
     if name not in BENCHMARKS:
         raise LiqbotError(f"no benchmark {name!r}; available: {', '.join(BENCHMARKS)}")
+    global _results_dir  # noqa: PLW0603 (one run per process: where report() writes)
+    _results_dir = results_dir
     module = importlib.import_module(f"bench.{name}")
     return int(module.main(argv, settings))
 
@@ -43,6 +46,6 @@ def report(name: str, rows: list[tuple[str, str]], figures: dict[str, Any]) -> N
         print(f"  {label:<{width}}  {value}")
     result = {"benchmark": name, **figures,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    _results_dir.mkdir(parents=True, exist_ok=True)
+    (_results_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

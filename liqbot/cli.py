@@ -243,7 +243,7 @@ def _schemas(args: argparse.Namespace, settings: Settings) -> int:
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from bench import run_benchmark
 
-    return run_benchmark(args.name, args.rest, _ensure_services(args, settings))
+    return run_benchmark(args.name, args.rest, _ensure_services(args, settings), Path(args.results_dir))
 
 
 def _test(args: argparse.Namespace, settings: Settings) -> int:
@@ -325,6 +325,8 @@ def _dev_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     sch.set_defaults(func=_schemas)
 
     bench = sub.add_parser("bench", parents=[remote], help="run a benchmark: prints a table, then one JSON line")
+    bench.add_argument("--results-dir", default=str(REPO / "bench" / "results"),
+                       help="where the JSON goes (default: bench/results, whose files are the published figures)")
     bench.add_argument("name")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_bench)

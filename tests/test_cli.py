@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 from liqbot.config import Settings
 
@@ -58,15 +59,26 @@ def test_schemas_check_against_released() -> None:
     assert len(run.stdout.splitlines()) == 12 and all(line.endswith("compatible") for line in run.stdout.splitlines())
 
 
-def test_bench_serde_prints_json_last(settings: Settings) -> None:
-    run = _liqbot(settings, "bench", "serde", "--records", "3000", "--seconds", "1", "--rate", "1000")
+def test_bench_serde_prints_json_last(settings: Settings, tmp_path: Path) -> None:
+    run = _liqbot(settings, "bench", "--results-dir", str(tmp_path), "serde", "--records", "3000", "--seconds", "1",
+                  "--rate", "1000")
     assert run.returncode == 0, run.stdout + run.stderr
     figures = json.loads(run.stdout.splitlines()[-1])
+    assert json.loads((tmp_path / "serde.json").read_text()) == figures
     assert {"avro_records_per_s", "raw_records_per_s", "p50_ms", "p99_ms"} <= set(figures)
     assert figures["latency_samples"] == 1000 and figures["avro_records_per_s"] > 0
     assert 0 < figures["p50_ms"] <= figures["p99_ms"]
 
 
+def test_bench_ingest_prints_json_last(settings: Settings, tmp_path: Path) -> None:
+    run = _liqbot(settings, "bench", "--results-dir", str(tmp_path), "ingest", "--seconds", "1", "--rate", "500")
+    assert run.returncode == 0, run.stdout + run.stderr
+    figures = json.loads(run.stdout.splitlines()[-1])
+    assert figures["binance_records"] == 100498 and figures["bybit_records"] == 6839
+    assert figures["frames_per_s"] > 0
+    assert 0 < figures["p50_receive_to_produce_ms"] <= figures["p99_receive_to_produce_ms"]
+
+
 def test_unknown_benchmark_lists_the_known_ones(settings: Settings) -> None:
     run = _liqbot(settings, "bench", "nosuch")
-    assert run.returncode == 2 and run.stderr == "error: no benchmark 'nosuch'; available: serde\n"
+    assert run.returncode == 2 and run.stderr == "error: no benchmark 'nosuch'; available: ingest, serde\n"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from schemas.records import AvroRecord, BookUpdate, DeadLetter, TopOfBook, Trade
 from streams.bybit.client import BybitPublicClient, BybitStreamConfig
@@ -108,9 +109,15 @@ def _after_one_reconnect(run: Run) -> None:
     assert kinds == {"SNAPSHOT": 8, "DELTA": 1594} and run.stats.gaps == 0
 
 
+def _reconnects_metric() -> float:
+    return REGISTRY.get_sample_value("liqbot_reconnects_total", {"venue": "bybit-linear"}) or 0.0
+
+
 def test_dropped_connection_reconnects_and_loses_nothing(clients: Clients, frames: list[str]) -> None:
+    before = _reconnects_metric()
     run = _run(clients, frames, Faults(drop_after={1200}))
     assert run.client.reconnects == 1 and run.server.connections == 2
+    assert _reconnects_metric() == before + 1
     _after_one_reconnect(run)
 
 
@@ -136,6 +143,7 @@ def test_book_gap_resyncs_from_a_fresh_snapshot(clients: Clients, frames: list[s
     btc_book = [i for i, f in enumerate(frames) if '"orderbook.200.BTCUSDT"' in f and '"delta"' in f]
     run = _run(clients, frames, Faults(skip={btc_book[100]}))
     assert run.stats.gaps == 1
+    assert (REGISTRY.get_sample_value("liqbot_book_gaps_total", {"venue": "bybit-linear"}) or 0) >= 1
     ops = [(r["op"], r["args"]) for r in run.server.requests if r.get("args") == ["orderbook.200.BTCUSDT"]]
     assert ops == [("unsubscribe", ["orderbook.200.BTCUSDT"]), ("subscribe", ["orderbook.200.BTCUSDT"])]
     btc = [b for b in run.records["liqbot.BookUpdate"] if isinstance(b, BookUpdate) and b.symbol == "BTCUSDT"]
