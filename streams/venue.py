@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
 
-__all__ = ["FrameParser", "ParseError", "Parsed", "decimal_text", "ms_to_ns", "text_field"]
+__all__ = ["FrameParser", "ParseError", "Parsed", "decimal_text", "json_object", "ms_to_ns", "reading", "text_field"]
 
 _NS_PER_MS = 1_000_000
 
@@ -33,6 +36,30 @@ class FrameParser(Protocol):
     venue: str
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed: ...
+
+
+def json_object(text: str | bytes, what: str = "frame") -> dict[str, Any]:
+    """The JSON object a frame or reply must be; anything else is a ParseError."""
+    try:
+        value = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParseError(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ParseError(f"{what} is a JSON {type(value).__name__}, expected an object")
+    return value
+
+
+@contextmanager
+def reading(where: str, what: str = "frame") -> Iterator[None]:
+    """Turns what reading a malformed frame raises (missing keys, wrong types) into a ParseError naming where."""
+    try:
+        yield
+    except ParseError:
+        raise
+    except KeyError as exc:
+        raise ParseError(f"{where}: missing field {exc.args[0]!r}") from exc
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise ParseError(f"{where}: malformed {what}: {exc}") from exc
 
 
 def ms_to_ns(value: Any) -> int:

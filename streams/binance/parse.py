@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 from schemas.records import BookLevel, BookUpdate, BookUpdateType, Liquidation, PositionSide, Side, TopOfBook, Trade
-from streams.venue import Parsed, ParseError, decimal_text, ms_to_ns
+from streams.venue import Parsed, ParseError, decimal_text, json_object, ms_to_ns, reading
 
 __all__ = ["BinanceUsdmParser", "parse_depth_snapshot"]
 
@@ -31,7 +30,7 @@ class BinanceUsdmParser:
     _diff_depth_symbols: set[str] = field(default_factory=set)  # whose REST snapshot this connection may carry
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed:
-        frame = _json_object(frame_text)
+        frame = json_object(frame_text)
         stream, event = _unwrap(frame)
         kind = event.get("e")
         if kind is None:
@@ -40,14 +39,8 @@ class BinanceUsdmParser:
         if handler is None:
             raise ParseError(f"unknown event type {kind!r}")
         where = f"event {kind}"
-        try:
+        with reading(where):
             parsed = handler(self, where, stream, event, ts_recv_ns)
-        except ParseError:
-            raise
-        except KeyError as exc:
-            raise ParseError(f"{where}: missing field {exc.args[0]!r}") from exc
-        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-            raise ParseError(f"{where}: malformed frame: {exc}") from exc
         return replace(parsed, topic=stream or kind)
 
     def _without_event_type(self, stream: str, frame: dict[str, Any], ts_recv_ns: int) -> Parsed:
@@ -160,12 +153,7 @@ _HANDLERS: dict[str, Callable[[BinanceUsdmParser, str, str, dict[str, Any], int]
 def parse_depth_snapshot(reply_text: str | bytes, ts_recv_ns: int, symbol: str, venue: str = VENUE,
                          depth: int = DIFF_DEPTH) -> Parsed:
     """A `/fapi/v1/depth` reply to one SNAPSHOT `BookUpdate`, the base the diff-depth deltas apply to."""
-    try:
-        reply = json.loads(reply_text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ParseError(f"depth snapshot: reply is not JSON: {exc}") from exc
-    if not isinstance(reply, dict):
-        raise ParseError(f"depth snapshot: reply is a JSON {type(reply).__name__}, expected an object")
+    reply = json_object(reply_text, "depth snapshot: reply")
     if "lastUpdateId" not in reply and "code" in reply:
         raise ParseError(f"depth snapshot: code {reply['code']}: {reply.get('msg')}")
     return _snapshot(reply, ts_recv_ns, symbol.upper(), venue, depth)
@@ -173,7 +161,7 @@ def parse_depth_snapshot(reply_text: str | bytes, ts_recv_ns: int, symbol: str, 
 
 def _snapshot(reply: dict[str, Any], ts_recv_ns: int, symbol: str, venue: str, depth: int) -> Parsed:
     where = "depth snapshot"
-    try:
+    with reading(where, "reply"):
         update_id = _int(where, "lastUpdateId", reply["lastUpdateId"])
         record = BookUpdate(
             # ":snapshot" because a delta's u may equal lastUpdateId, and two records must not share an id
@@ -182,21 +170,7 @@ def _snapshot(reply: dict[str, Any], ts_recv_ns: int, symbol: str, venue: str, d
             ts_recv_ns=ts_recv_ns, update_type="SNAPSHOT", depth=depth, update_id=update_id, seq=None,
             bids=_levels(where, "bids", reply["bids"]), asks=_levels(where, "asks", reply["asks"]),
         )
-    except KeyError as exc:
-        raise ParseError(f"{where}: missing field {exc.args[0]!r}") from exc
-    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise ParseError(f"{where}: malformed reply: {exc}") from exc
     return Parsed("book", (record,), "depth")
-
-
-def _json_object(frame_text: str | bytes) -> dict[str, Any]:
-    try:
-        frame = json.loads(frame_text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ParseError(f"frame is not JSON: {exc}") from exc
-    if not isinstance(frame, dict):
-        raise ParseError(f"frame is a JSON {type(frame).__name__}, expected an object")
-    return frame
 
 
 def _unwrap(frame: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.records import BookLevel, BookUpdate, Instrument, Liquidation, PositionSide, Side, Ticker, Trade
-from streams.venue import Parsed, ParseError, decimal_text, ms_to_ns, text_field
+from streams.venue import Parsed, ParseError, decimal_text, json_object, ms_to_ns, reading, text_field
 
 __all__ = ["BybitPublicParser", "parse_instruments"]
 
@@ -31,12 +30,7 @@ class BybitPublicParser:
     _tickers: dict[str, Ticker] = field(default_factory=dict)
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed:
-        try:
-            frame = json.loads(frame_text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ParseError(f"frame is not JSON: {exc}") from exc
-        if not isinstance(frame, dict):
-            raise ParseError(f"frame is a JSON {type(frame).__name__}, expected an object")
+        frame = json_object(frame_text)
         topic = frame.get("topic")
         if topic is None:
             if "op" in frame or "success" in frame:
@@ -46,14 +40,8 @@ class BybitPublicParser:
         handler = _HANDLERS.get(channel)
         if handler is None:
             raise ParseError(f"topic {topic}: unknown channel {channel!r}")
-        try:
+        with reading(f"topic {topic}"):
             return handler(self, str(topic), frame, ts_recv_ns)
-        except ParseError:
-            raise
-        except KeyError as exc:
-            raise ParseError(f"topic {topic}: missing field {exc.args[0]!r}") from exc
-        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-            raise ParseError(f"topic {topic}: malformed frame: {exc}") from exc
 
     def _trades(self, topic: str, frame: dict[str, Any], ts_recv_ns: int) -> Parsed:
         ts_exchange_ns = ms_to_ns(frame["ts"])
@@ -157,20 +145,14 @@ _HANDLERS: dict[str, Callable[[BybitPublicParser, str, dict[str, Any], int], Par
 
 def parse_instruments(reply_text: str | bytes, ts_recv_ns: int, venue: str) -> Parsed:
     """A `/v5/market/instruments-info` reply to one `Instrument` per listed symbol."""
-    try:
-        reply = json.loads(reply_text)
-        if reply.get("retCode") != 0:
-            raise ParseError(f"instruments-info: retCode {reply.get('retCode')}: {reply.get('retMsg')}")
+    reply = json_object(reply_text, "instruments-info reply")
+    if reply.get("retCode") != 0:
+        raise ParseError(f"instruments-info: retCode {reply.get('retCode')}: {reply.get('retMsg')}")
+    with reading("instruments-info", "reply"):
         reply_ms = int(reply["time"])
         items = reply["result"]["list"]
         return Parsed("instrument", tuple(_instrument(i, reply_ms, ts_recv_ns, venue) for i in items),
                       "instruments-info")
-    except ParseError:
-        raise
-    except KeyError as exc:
-        raise ParseError(f"instruments-info: missing field {exc.args[0]!r}") from exc
-    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
-        raise ParseError(f"instruments-info: malformed reply: {exc}") from exc
 
 
 def _instrument(item: dict[str, Any], reply_ms: int, ts_recv_ns: int, venue: str) -> Instrument:
