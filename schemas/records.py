@@ -14,9 +14,11 @@ __all__ = [
     "BookUpdateType",
     "DeadLetter",
     "FeatureVector",
+    "FundingRate",
     "Instrument",
     "Liquidation",
     "Liquidity",
+    "OpenInterest",
     "OrderEvent",
     "OrderIntent",
     "OrderStatus",
@@ -202,6 +204,31 @@ class Instrument(AvroRecord):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OpenInterest(AvroRecord):
+    SCHEMA: ClassVar[str] = "liqbot.OpenInterest"
+    venue: str
+    symbol: str
+    event_id: str
+    ts_event_ns: int
+    ts_exchange_ns: int
+    ts_recv_ns: int
+    interval: str
+    open_interest: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingRate(AvroRecord):
+    SCHEMA: ClassVar[str] = "liqbot.FundingRate"
+    venue: str
+    symbol: str
+    event_id: str
+    ts_event_ns: int
+    ts_exchange_ns: int
+    ts_recv_ns: int
+    funding_rate: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FeatureVector(AvroRecord):
     SCHEMA: ClassVar[str] = "liqbot.FeatureVector"
     venue: str
@@ -338,7 +365,7 @@ class DeadLetter(AvroRecord):
 RECORD_TYPES: dict[str, type[AvroRecord]] = {
     cls.SCHEMA: cls
     for cls in (
-        Trade, Liquidation, BookUpdate, TopOfBook, Ticker, Instrument, FeatureVector,
+        Trade, Liquidation, BookUpdate, TopOfBook, Ticker, Instrument, OpenInterest, FundingRate, FeatureVector,
         Prediction, OrderIntent, OrderEvent, Position, DeadLetter,
     )
 }

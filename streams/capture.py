@@ -46,6 +46,7 @@ class CapturedFrame:
     data: str
     venue: str
     error: str = ""
+    url: str = ""  # REST replies: the request, which says what the reply is
 
 
 def open_text(path: Path) -> IO[str]:
@@ -122,7 +123,7 @@ def _frame(text: str, line_no: int, addresses: dict[str, str], default_venue: st
         line_no=line_no, kind=kind, conn=entry.get("conn", ""),
         # `liqbot record` keeps nanoseconds; older recorders only seconds with microsecond digits
         ts_recv_ns=int(entry["ts_ns"]) if "ts_ns" in entry else round(float(entry["ts"]) * 1e6) * 1000,
-        data=entry["data"], venue=venue_of(address, default_venue),
+        data=entry["data"], venue=venue_of(address, default_venue), url=entry.get("url", ""),
     )
 
 

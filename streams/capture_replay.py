@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.bybit.parse import BybitPublicParser, parse_instruments
+from streams.bybit.parse import BybitPublicParser, parse_rest
 from streams.capture import CapturedFrame, CaptureError, read_capture
 from streams.ingest import Ingestor, IngestStats
 from streams.venue import FrameParser, Parsed
@@ -19,18 +19,21 @@ DEFAULT_VENUES = {"bybit": "bybit-linear", "binance": "binance-usdm"}
 
 @dataclass
 class BybitRestParser:
-    """REST replies in a capture: the instrument listing is the one the connector records."""
+    """REST replies (instruments, open interest, funding history), told apart by the request URL."""
 
     venue: str
+    url: str = "/v5/market/instruments-info"  # older captures recorded only instrument listings
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed:
-        return parse_instruments(frame_text, ts_recv_ns, self.venue)
+        return parse_rest(self.url, frame_text, ts_recv_ns, self.venue)
 
 
-def make_parser(venue: str, kind: str = "recv") -> FrameParser:
+def make_parser(venue: str, kind: str = "recv", url: str = "") -> FrameParser:
     """The live path's parser for a venue and market (`bybit-linear`, `bybit-spot`, `binance-usdm`)."""
     if venue.startswith("bybit-"):
-        return BybitRestParser(venue) if kind == "http" else BybitPublicParser(venue)
+        if kind == "http":
+            return BybitRestParser(venue, url) if url else BybitRestParser(venue)
+        return BybitPublicParser(venue)
     if venue == "binance-usdm":
         from streams.binance.parse import BinanceUsdmParser  # noqa: PLC0415 (only when replaying Binance)
 
@@ -42,7 +45,7 @@ def replay_captures(paths: Iterable[Path], ingestor: Ingestor, *, venue: str = "
                     speed: float | None = None, say: Callable[[str], None] = print) -> IngestStats:
     """Feed every frame of every file to `ingestor`; `speed` replays at a multiple of the recorded pace."""
     for path in paths:
-        parsers: dict[tuple[str, str, str], FrameParser] = {}
+        parsers: dict[tuple[str, str, str, str], FrameParser] = {}
         pace = _Pace(speed)
         for n, frame in enumerate(read_capture(path, default_venue=venue), 1):
             source = f"capture:{path.name}:{frame.line_no}"
@@ -50,8 +53,8 @@ def replay_captures(paths: Iterable[Path], ingestor: Ingestor, *, venue: str = "
                 ingestor.reject(frame.venue, source, ValueError(frame.error), frame.data, frame.ts_recv_ns)
                 continue
             pace.wait(frame)
-            key = (frame.conn, frame.venue, frame.kind)
-            parser = parsers.get(key) or parsers.setdefault(key, make_parser(frame.venue, frame.kind))
+            key = (frame.conn, frame.venue, frame.kind, frame.url)
+            parser = parsers.get(key) or parsers.setdefault(key, make_parser(frame.venue, frame.kind, frame.url))
             ingestor.on_frame(parser, frame.data, frame.ts_recv_ns, source)
             if n % 50_000 == 0:
                 say(f"  {path.name}: {n} frames")

@@ -28,7 +28,7 @@ class LiveSession:
     async def run(self, stop: asyncio.Event) -> BybitPublicClient:
         """Stream until `stop` is set; returns the client (reconnects, refused subscriptions)."""
         if self.rest is not None:
-            self._instruments(self.rest)
+            self._rest_history(self.rest)
         recorder = None
         if self.writer is not None:
             writer = self.writer
@@ -44,14 +44,18 @@ class LiveSession:
                 await progress
         return client
 
-    def _instruments(self, rest: BybitRest) -> None:
+    def _rest_history(self, rest: BybitRest) -> None:
+        """Instruments, and on perpetuals the recent open interest and funding, before the stream starts."""
         category = self.config.venue.removeprefix("bybit-")
         for symbol in self.config.symbols:
-            reply = rest.instruments(category, symbol)
-            if self.writer is not None:
-                self.writer.frame("rest", reply.text, reply.ts_recv_ns, kind="http", url=reply.url)
-            self.ingestor.on_frame(BybitRestParser(self.config.venue), reply.text, reply.ts_recv_ns,
-                                   f"{self.config.venue}:{reply.url}")
+            replies = [rest.instruments(category, symbol)]
+            if category == "linear":
+                replies += [rest.open_interest(category, symbol), rest.funding_history(category, symbol)]
+            for reply in replies:
+                if self.writer is not None:
+                    self.writer.frame("rest", reply.text, reply.ts_recv_ns, kind="http", url=reply.url)
+                self.ingestor.on_frame(BybitRestParser(self.config.venue, reply.url), reply.text, reply.ts_recv_ns,
+                                       f"{self.config.venue}:{reply.url}")
 
     async def _progress(self, client: BybitPublicClient) -> None:
         while True:

@@ -163,8 +163,10 @@ class LoopbackBybitRest:
     `throttle_first` requests get Bybit's rate-limit answer (retCode 10006, X-Bapi-Limit-Status 0).
     """
 
-    def __init__(self, instruments_reply: str, throttle_first: int = 0, reset_after_ms: int = 200) -> None:
+    def __init__(self, instruments_reply: str, throttle_first: int = 0, reset_after_ms: int = 200,
+                 other_replies: dict[str, str] | None = None) -> None:
         self.reply = json.loads(instruments_reply)
+        self.other_replies = other_replies or {}  # path -> reply text ("{symbol}" = the requested symbol)
         self.throttle_first = throttle_first
         self.reset_after_ms = reset_after_ms
         self.requests: list[str] = []
@@ -201,6 +203,17 @@ class LoopbackBybitRest:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                other = server.other_replies.get(self.path.partition("?")[0])
+                if other is not None:
+                    server.requests.append(self.path)
+                    query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                    data = other.replace("{symbol}", query.get("symbol", [""])[0]).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 if not self.path.startswith("/v5/market/instruments-info"):
                     self.send_error(404)
                     return

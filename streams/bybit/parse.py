@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from schemas.records import BookLevel, BookUpdate, Instrument, Liquidation, PositionSide, Side, Ticker, Trade
+from schemas.records import (
+    AvroRecord,
+    BookLevel,
+    BookUpdate,
+    FundingRate,
+    Instrument,
+    Liquidation,
+    OpenInterest,
+    PositionSide,
+    Side,
+    Ticker,
+    Trade,
+)
 from streams.venue import Parsed, ParseError, decimal_text, json_object, ms_to_ns, reading, text_field
 
-__all__ = ["BybitPublicParser", "parse_instruments"]
+__all__ = ["BybitPublicParser", "parse_instruments", "parse_rest"]
 
 _TAKER_SIDE: dict[str, Side] = {"Buy": "BUY", "Sell": "SELL"}
 # Bybit reports the side of the liquidated position: Buy = a long was liquidated.
@@ -191,3 +204,36 @@ def _levels(topic: str, name: str, levels: list[list[str]]) -> tuple[BookLevel, 
             raise ParseError(f"topic {topic}: level in {name!r} has {len(level)} entries, expected [price, size]")
         out.append(BookLevel(decimal_text(topic, name, level[0]), decimal_text(topic, name, level[1])))
     return tuple(out)
+
+
+def parse_rest(url: str, reply_text: str | bytes, ts_recv_ns: int, venue: str) -> Parsed:
+    """A public REST reply to records, by its endpoint: instruments, open interest or funding history."""
+    path, _, query = url.partition("?")
+    if path.endswith("/v5/market/instruments-info"):
+        return parse_instruments(reply_text, ts_recv_ns, venue)
+    if path.endswith("/v5/market/open-interest"):
+        interval = urllib.parse.parse_qs(query).get("intervalTime", ["?"])[0]
+        return _rest_list(reply_text, "open-interest", lambda item, ms, symbol: OpenInterest(
+            venue=venue, symbol=symbol, event_id=f"{symbol}:{interval}:{int(item['timestamp'])}",
+            ts_event_ns=ms_to_ns(item["timestamp"]), ts_exchange_ns=ms_to_ns(ms), ts_recv_ns=ts_recv_ns,
+            interval=interval, open_interest=decimal_text("open-interest", "openInterest", item["openInterest"]),
+        ))
+    if path.endswith("/v5/market/funding/history"):
+        return _rest_list(reply_text, "funding-history", lambda item, ms, _: FundingRate(
+            venue=venue, symbol=text_field("funding-history", "symbol", item["symbol"]),
+            event_id=f"{item['symbol']}:{int(item['fundingRateTimestamp'])}",
+            ts_event_ns=ms_to_ns(item["fundingRateTimestamp"]), ts_exchange_ns=ms_to_ns(ms), ts_recv_ns=ts_recv_ns,
+            funding_rate=decimal_text("funding-history", "fundingRate", item["fundingRate"]),
+        ))
+    raise ParseError(f"no parser for the REST endpoint {path}")
+
+
+def _rest_list(reply_text: str | bytes, kind: str,
+               make: Callable[[dict[str, Any], int, str], AvroRecord]) -> Parsed:
+    reply = json_object(reply_text, f"{kind} reply")
+    if reply.get("retCode") != 0:
+        raise ParseError(f"{kind}: retCode {reply.get('retCode')}: {reply.get('retMsg')}")
+    with reading(kind, "reply"):
+        result = reply["result"]
+        symbol = str(result.get("symbol", ""))
+        return Parsed(kind, tuple(make(item, int(reply["time"]), symbol) for item in result["list"]), kind)

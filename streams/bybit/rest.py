@@ -49,6 +49,13 @@ class BybitRest:
         params = {"category": category, "limit": "1000", **({"symbol": symbol} if symbol else {})}
         return self.get("/v5/market/instruments-info", params)
 
+    def open_interest(self, category: str, symbol: str, interval: str = "5min", limit: int = 200) -> RestReply:
+        params = {"category": category, "symbol": symbol, "intervalTime": interval, "limit": str(limit)}
+        return self.get("/v5/market/open-interest", params)
+
+    def funding_history(self, category: str, symbol: str, limit: int = 200) -> RestReply:
+        return self.get("/v5/market/funding/history", {"category": category, "symbol": symbol, "limit": str(limit)})
+
     def get(self, path: str, params: dict[str, str]) -> RestReply:
         """The reply of a GET whose retCode is 0; retries transient failures with backoff and jitter."""
         try:
@@ -57,7 +64,7 @@ class BybitRest:
             raise RestError(f"GET {path} failed after retries: {exc}") from exc
 
     @retry(retry=retry_if_exception_type(_TransientError), stop=stop_after_attempt(5),
-           wait=wait_exponential_jitter(multiplier=0.2, max=5.0), reraise=True)
+           wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2), reraise=True)
     def _get(self, path: str, params: dict[str, str]) -> RestReply:
         self._respect_limit()
         url = f"{self.base_url}{path}?{urllib.parse.urlencode(params)}"

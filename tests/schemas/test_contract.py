@@ -11,7 +11,7 @@ import schemas
 from schemas.records import RECORD_TYPES
 
 MARKET = ["liqbot.Trade", "liqbot.Liquidation", "liqbot.BookUpdate", "liqbot.TopOfBook", "liqbot.Ticker",
-          "liqbot.Instrument"]
+          "liqbot.Instrument", "liqbot.OpenInterest", "liqbot.FundingRate"]
 ENVELOPE = ["venue", "symbol", "event_id", "ts_event_ns", "ts_exchange_ns", "ts_recv_ns"]
 
 

@@ -8,8 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from schemas.records import AvroRecord, BookUpdate, Instrument, Liquidation, Ticker, Trade
-from streams.bybit.parse import BybitPublicParser, parse_instruments
+from schemas.records import (
+    AvroRecord,
+    BookUpdate,
+    FundingRate,
+    Instrument,
+    Liquidation,
+    OpenInterest,
+    Ticker,
+    Trade,
+)
+from streams.bybit.parse import BybitPublicParser, parse_instruments, parse_rest
 from streams.capture import read_capture
 from streams.roundtrip import records_from_captures
 from streams.venue import ParseError
@@ -133,6 +142,24 @@ def test_malformed_frames_raise_named_errors(frame: str, message: str) -> None:
     with pytest.raises(ParseError) as err:
         BybitPublicParser().parse(frame, 0)
     assert str(err.value) == message
+
+
+def test_open_interest_and_funding_history_replies() -> None:
+    # synthetic replies in the documented shape of /v5/market/open-interest and /v5/market/funding/history
+    oi = ('{"retCode":0,"retMsg":"OK","result":{"symbol":"BTCUSDT","category":"linear","list":['
+          '{"openInterest":"59891.732","timestamp":"1786310700000"}],"nextPageCursor":""},"time":1786310817197}')
+    (record,) = parse_rest("https://api.bybit.com/v5/market/open-interest?category=linear&symbol=BTCUSDT"
+                           "&intervalTime=5min", oi, 7, "bybit-linear").records
+    assert record == OpenInterest(venue="bybit-linear", symbol="BTCUSDT", event_id="BTCUSDT:5min:1786310700000",
+                                  ts_event_ns=1786310700000_000000, ts_exchange_ns=1786310817197_000000,
+                                  ts_recv_ns=7, interval="5min", open_interest="59891.732")
+    funding = ('{"retCode":0,"retMsg":"OK","result":{"category":"linear","list":[{"symbol":"BTCUSDT",'
+               '"fundingRate":"-0.000012","fundingRateTimestamp":"1786291200000"}]},"time":1786310817197}')
+    (rate,) = parse_rest("/v5/market/funding/history?category=linear", funding, 7, "bybit-linear").records
+    assert isinstance(rate, FundingRate) and (rate.funding_rate, rate.event_id) == ("-0.000012",
+                                                                                      "BTCUSDT:1786291200000")
+    with pytest.raises(ParseError, match="no parser for the REST endpoint /v5/market/kline"):
+        parse_rest("/v5/market/kline?x=1", funding, 7, "bybit-linear")
 
 
 def test_rest_error_reply_is_an_error() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from liqbot.config import Settings
-from schemas.records import AvroRecord, Instrument
+from schemas.records import AvroRecord, FundingRate, Instrument
 from streams.bybit.loopback import LoopbackBybit, LoopbackBybitRest
 from streams.bybit.rest import BybitRest, RestError
 from streams.capture import read_capture
@@ -31,9 +31,20 @@ def instruments_reply(bybit_capture: Path) -> str:
     return next(f.data for f in read_capture(bybit_capture) if f.kind == "http" and f.venue == "bybit-linear")
 
 
+# Synthetic replies in the shape Bybit documents for these endpoints (no real capture of them exists).
+OPEN_INTEREST = ('{"retCode":0,"retMsg":"OK","result":{"symbol":"{symbol}","category":"linear","list":['
+                 '{"openInterest":"59891.732","timestamp":"1786310700000"},'
+                 '{"openInterest":"59880.100","timestamp":"1786310400000"}],"nextPageCursor":""},'
+                 '"retExtInfo":{},"time":1786310817197}')
+FUNDING = ('{"retCode":0,"retMsg":"OK","result":{"category":"linear","list":['
+           '{"symbol":"{symbol}","fundingRate":"0.0001","fundingRateTimestamp":"1786291200000"}]},'
+           '"retExtInfo":{},"time":1786310817197}')
+
+
 @pytest.fixture
 def rest(instruments_reply: str) -> Iterator[LoopbackBybitRest]:
-    server = LoopbackBybitRest(instruments_reply, throttle_first=1, reset_after_ms=5000)
+    server = LoopbackBybitRest(instruments_reply, throttle_first=1, reset_after_ms=5000, other_replies={
+        "/v5/market/open-interest": OPEN_INTEREST, "/v5/market/funding/history": FUNDING})
     server.start()
     yield server
     server.stop()
@@ -91,7 +102,7 @@ def test_record_then_replay_gives_the_records_of_the_live_session(
     recorded = list(read_capture(out))
     assert f"recorded {len(recorded)} frames to {out}" in run.stdout
     assert [f.data for f in recorded if '"topic"' in f.data] == frames  # every frame, in order
-    assert sum(f.kind == "http" for f in recorded) == 4  # one instruments reply per symbol
+    assert sum(f.kind == "http" for f in recorded) == 12  # instruments, open interest, funding per symbol
 
     live = _kafka_records(settings, prefix)
     sink = CountingSink()
@@ -99,9 +110,11 @@ def test_record_then_replay_gives_the_records_of_the_live_session(
     assert stats.errors == 0 and stats.gaps == 0
     assert Counter(live) == Counter(sink.records)
     assert sum(isinstance(r, Instrument) for r in live) == 4
+    funding = sorted((r.symbol, r.funding_rate, r.ts_event_ns) for r in live if isinstance(r, FundingRate))
+    assert funding[0] == ("BTCUSDT", "0.0001", 1786291200000_000000)
     assert Counter(r.SCHEMA for r in live) == {
         "liqbot.Trade": 327, "liqbot.BookUpdate": 1598, "liqbot.TopOfBook": 1598, "liqbot.Ticker": 758,
-        "liqbot.Instrument": 4}
+        "liqbot.Instrument": 4, "liqbot.OpenInterest": 8, "liqbot.FundingRate": 4}
 
 
 def _kafka_records(settings: Settings, prefix: str) -> list[AvroRecord]:
