@@ -6,29 +6,18 @@ Frames go, with their local receive time, to a callback (the shared ingest path)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_never,
-    wait_exponential_jitter,
-)
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.asyncio.client import ClientConnection
 
 from streams.bybit.parse import BybitPublicParser
 from streams.ingest import FrameOutcome
-from streams.metrics import RECONNECTS
 from streams.venue import FrameParser
+from streams.websocket import ReconnectingSocket, ReconnectPolicy
 
 __all__ = ["PUBLIC_URLS", "BybitPublicClient", "BybitStreamConfig", "topics_for"]
 
@@ -65,17 +54,11 @@ def topics_for(config: BybitStreamConfig) -> list[str]:
     return [f"{channel}.{symbol}" for symbol in config.symbols for channel in channels]
 
 
-class _ConnectError(Exception):
-    """No session could be established (refused, handshake failed, dropped before subscribing)."""
-
-
 @dataclass
 class BybitPublicClient:
     config: BybitStreamConfig
     on_frame: OnFrame
     recorder: Callable[[str, int], None] | None = None  # every received text with its receive time
-    reconnects: int = 0
-    last_frame_ns: int = 0  # local receive time of the latest frame
     failed_subscriptions: list[str] = field(default_factory=list)
     _req_ids: count[int] = field(default_factory=count)
 
@@ -84,76 +67,39 @@ class BybitPublicClient:
         if len(self.topics) > self.config.topics_per_connection:
             raise ValueError(f"{len(self.topics)} topics exceed {self.config.topics_per_connection} per connection;"
                              " split the symbols over several connections")
+        policy = ReconnectPolicy(silence_timeout_s=self.config.silence_timeout_s,
+                                 backoff_initial_s=self.config.backoff_initial_s,
+                                 backoff_max_s=self.config.backoff_max_s,
+                                 max_connect_attempts=self.config.max_connect_attempts)
+        self.socket = ReconnectingSocket(self.config.url, self.config.venue, policy, self._on_open, self._on_message,
+                                         keepalive=self._ping)
+        self._parser: FrameParser = BybitPublicParser(self.config.venue)
+        self._source = f"{self.config.venue}:{self.config.url}"
+
+    @property
+    def reconnects(self) -> int:
+        return self.socket.reconnects
+
+    @property
+    def last_frame_ns(self) -> int:
+        return self.socket.last_message_ns
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stream until `stop` is set; every drop or silence reconnects, with backoff while connecting fails."""
-        while not stop.is_set():
-            retrying = AsyncRetrying(
-                retry=retry_if_exception_type(_ConnectError), reraise=True,
-                wait=wait_exponential_jitter(multiplier=self.config.backoff_initial_s, max=self.config.backoff_max_s),
-                stop=stop_after_attempt(self.config.max_connect_attempts) if self.config.max_connect_attempts
-                else stop_never,
-                before_sleep=self._log_retry,
-            )
-            async for attempt in retrying:
-                with attempt:
-                    await self._session(stop)
-            if not stop.is_set():
-                self.reconnects += 1
-                RECONNECTS.labels(self.config.venue).inc()
+        await self.socket.run(stop)
 
-    def _log_retry(self, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        log.warning("connect to %s failed (attempt %d): %s", self.config.url, state.attempt_number, error)
+    async def _on_open(self, ws: ClientConnection) -> None:
+        self._parser = BybitPublicParser(self.config.venue)  # ticker state starts afresh with the connection
+        step = self.config.args_per_request
+        for i in range(0, len(self.topics), step):
+            await self._send(ws, "subscribe", self.topics[i:i + step])
 
-    async def _session(self, stop: asyncio.Event) -> None:
-        """One connection: returns when it ends after having streamed; raises if it never got going."""
-        try:
-            ws = await connect(self.config.url, ping_interval=None, max_size=2**24, open_timeout=10)
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            raise _ConnectError(str(exc)) from exc
-        parser = BybitPublicParser(self.config.venue)
-        source = f"{self.config.venue}:{self.config.url}"
-        pinger = asyncio.create_task(self._ping(ws))
-        try:
-            await self._subscribe(ws, self.topics)
-            await self._stream(ws, parser, source, stop)
-        except ConnectionClosed as exc:
-            log.warning("connection to %s closed: %s; reconnecting", self.config.url, exc)
-        except TimeoutError:
-            log.warning("no frame from %s for %.0fs; reconnecting", self.config.url, self.config.silence_timeout_s)
-        finally:
-            pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await pinger
-            await ws.close()
-
-    async def _stream(self, ws: ClientConnection, parser: FrameParser, source: str, stop: asyncio.Event) -> None:
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            while not stop.is_set():
-                receiving = asyncio.ensure_future(ws.recv())
-                done, _ = await asyncio.wait({receiving, stopping}, timeout=self.config.silence_timeout_s,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if receiving not in done:
-                    receiving.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                        await receiving
-                    if stop.is_set():
-                        return
-                    raise TimeoutError
-                await self._handle(ws, parser, receiving.result(), source)
-        finally:
-            stopping.cancel()
-
-    async def _handle(self, ws: ClientConnection, parser: FrameParser, message: str | bytes, source: str) -> None:
-        ts_recv_ns = self.last_frame_ns = time.time_ns()
-        text = message if isinstance(message, str) else message.decode("utf-8", errors="replace")
+    async def _on_message(self, ws: ClientConnection, text: str, ts_recv_ns: int) -> None:
         if self.recorder is not None:
             self.recorder(text, ts_recv_ns)
         if '"op"' in text[:300]:
             self._check_ack(text)
-        outcome = self.on_frame(parser, text, ts_recv_ns, source)
+        outcome = self.on_frame(self._parser, text, ts_recv_ns, self._source)
         if outcome.resync_topic:
             log.warning("book gap on %s: resubscribing for a fresh snapshot", outcome.resync_topic)
             await self._send(ws, "unsubscribe", [outcome.resync_topic])
@@ -167,11 +113,6 @@ class BybitPublicClient:
         if reply.get("op") == "subscribe" and reply.get("success") is False:
             self.failed_subscriptions.append(str(reply.get("ret_msg")))
             log.error("subscription refused by %s: %s", self.config.url, reply.get("ret_msg"))
-
-    async def _subscribe(self, ws: ClientConnection, topics: list[str]) -> None:
-        step = self.config.args_per_request
-        for i in range(0, len(topics), step):
-            await self._send(ws, "subscribe", topics[i:i + step])
 
     async def _send(self, ws: ClientConnection, op: str, args: list[str]) -> None:
         await ws.send(json.dumps({"req_id": str(next(self._req_ids)), "op": op, "args": args}))
