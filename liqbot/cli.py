@@ -142,34 +142,29 @@ def _replay_capture(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    """`liqbot ingest` and `liqbot record`: the live public stream into Kafka (and a capture file)."""
+    """`liqbot ingest` and `liqbot record`: a venue's live public stream into Kafka (and a capture file)."""
     import asyncio
     import signal
 
     from prometheus_client import start_http_server
 
-    from streams.bybit.client import PUBLIC_URLS, BybitStreamConfig
-    from streams.bybit.rest import BybitRest
     from streams.capture import CaptureWriter
     from streams.clients import Clients
     from streams.ingest import Ingestor, KafkaSink
     from streams.live import LiveSession
 
-    if args.venue != "bybit":
-        raise LiqbotError("the live connector speaks Bybit only so far; Binance captures replay with "
-                          "`liqbot replay-capture --venue binance`")
-    venue = f"bybit-{args.market}"
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
-    config = BybitStreamConfig(symbols=symbols, venue=venue, url=args.url or PUBLIC_URLS[venue],
-                               book_depth=args.depth, kline=args.kline)
     settings = _ensure_services(args, settings)
     clients = Clients.connect(settings)
     clients.topics.ensure(clients.admin())
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="127.0.0.1")
+    ingestor = Ingestor(KafkaSink(clients.producer, clients.topics), clients.dead_letters)
+    venue = "binance-usdm" if args.venue == "binance" else f"bybit-{args.market}"
     writer = CaptureWriter(Path(args.out), venue) if getattr(args, "out", None) else None
-    session = LiveSession(config, Ingestor(KafkaSink(clients.producer, clients.topics), clients.dead_letters),
-                          rest=None if args.no_rest else BybitRest(args.rest_url), writer=writer)
+    recorder = (lambda text, ts_ns: writer.frame("ws", text, ts_ns)) if writer else None
+    client = _live_client(args, symbols, venue, ingestor, writer=writer, recorder=recorder)
+    session = LiveSession(client, ingestor)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -178,10 +173,9 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         if args.seconds:
             loop.call_later(args.seconds, stop.set)
-        print(f"streaming {len(symbols)} symbols from {config.url} into {settings.kafka.bootstrap_servers}"
-              " (Ctrl-C stops)")
-        client = await session.run(stop)
-        print(f"stopped: reconnects {client.reconnects}, refused subscriptions {client.failed_subscriptions}")
+        print(f"streaming {len(symbols)} symbols from {venue} into {settings.kafka.bootstrap_servers} (Ctrl-C stops)")
+        await session.run(stop)
+        print(f"stopped: reconnects {client.reconnects}")
 
     try:
         asyncio.run(main())
@@ -190,8 +184,33 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
             writer.close()
             print(f"recorded {writer.frames} frames to {writer.path}")
         clients.producer.flush(30)
-    print(json.dumps(session.ingestor.stats.summary()))
+    print(json.dumps(ingestor.stats.summary()))
     return 0
+
+
+def _live_client(args: argparse.Namespace, symbols: tuple[str, ...], venue: str, ingestor: Ingestor, *,
+                 writer: CaptureWriter | None, recorder: Callable[[str, int], None] | None) -> StreamClient:
+    """The venue's stream client; Bybit's REST history is fetched (and recorded) before it starts."""
+    if venue == "binance-usdm":
+        from streams.binance.client import BinanceClient, BinanceStreamConfig
+
+        config = BinanceStreamConfig(symbols=symbols, depth_speed=args.depth_speed,
+                                     **({"ws_base": args.url} if args.url else {}),
+                                     **({"rest_base": args.rest_url} if args.rest_url else {}))
+        rest_recorder = (lambda url, text, ts_ns: writer.frame("rest", text, ts_ns, kind="http", url=url)) \
+            if writer else None
+        return BinanceClient(config, ingestor.on_frame, recorder=recorder, rest_recorder=rest_recorder)
+    from streams.bybit.client import PUBLIC_URLS, BybitPublicClient, BybitStreamConfig
+    from streams.bybit.rest import BybitRest
+    from streams.live import bybit_rest_history
+
+    bybit = BybitStreamConfig(symbols=symbols, venue=venue, url=args.url or PUBLIC_URLS[venue],
+                              book_depth=args.depth, kline=args.kline)
+    if not args.no_rest:
+        bybit_rest_history(bybit, BybitRest(args.rest_url or "https://api.bybit.com"), ingestor, writer)
+    if writer is not None:
+        writer.connect("ws", bybit.url)
+    return BybitPublicClient(bybit, ingestor.on_frame, recorder=recorder)
 
 
 def _import_trades(args: argparse.Namespace, settings: Settings) -> int:
@@ -267,6 +286,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 if TYPE_CHECKING:
+    from streams.capture import CaptureWriter
+    from streams.ingest import Ingestor
+    from streams.live import StreamClient
+
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
@@ -301,8 +324,9 @@ def _stream_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     live.add_argument("--market", choices=["linear", "spot"], default="linear")
     live.add_argument("--depth", type=int, default=50, help="order-book depth (Bybit: 1, 50, 200, 500)")
     live.add_argument("--kline", action="store_true", help="also subscribe kline.1 (counted, not stored)")
-    live.add_argument("--url", help="WebSocket URL (default: Bybit's public stream for the market)")
-    live.add_argument("--rest-url", default="https://api.bybit.com", help="REST base URL for instruments")
+    live.add_argument("--depth-speed", default="100ms", help="Binance diff-depth update speed: 0ms, 100ms, 250ms")
+    live.add_argument("--url", help="WebSocket URL (Bybit) or base (Binance); default: the venue's public stream")
+    live.add_argument("--rest-url", help="REST base URL (default: api.bybit.com or fapi.binance.com)")
     live.add_argument("--no-rest", action="store_true", help="skip the instruments request")
     live.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     live.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")

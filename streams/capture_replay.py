@@ -35,9 +35,9 @@ def make_parser(venue: str, kind: str = "recv", url: str = "") -> FrameParser:
             return BybitRestParser(venue, url) if url else BybitRestParser(venue)
         return BybitPublicParser(venue)
     if venue == "binance-usdm":
-        from streams.binance.parse import BinanceUsdmParser  # noqa: PLC0415 (only when replaying Binance)
+        from streams.binance.parse import BinanceUsdmParser, DepthSnapshotParser  # noqa: PLC0415 (Binance only)
 
-        return BinanceUsdmParser(venue)
+        return DepthSnapshotParser(url, venue) if kind == "http" else BinanceUsdmParser(venue)
     raise CaptureError(f"no parser for venue {venue!r}; known: bybit-linear, bybit-spot, binance-usdm")
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -71,3 +75,31 @@ def bybit_capture() -> Path:
 def liquidation_frames() -> Path:
     assert LIQUIDATION_FRAMES.exists(), f"real frames missing: {LIQUIDATION_FRAMES}"
     return LIQUIDATION_FRAMES
+
+class _Peer(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+P = TypeVar("P", bound=_Peer)
+
+
+@contextmanager
+def _in_thread(peer: P) -> Iterator[P]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(peer.start(), loop).result(10)
+    try:
+        yield peer
+    finally:
+        asyncio.run_coroutine_threadsafe(peer.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+@pytest.fixture
+def peer_in_thread() -> Callable[[P], AbstractContextManager[P]]:
+    """`with peer_in_thread(LoopbackBybit(frames)) as peer:` serves on 127.0.0.1 from a background loop."""
+    return _in_thread

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -10,7 +11,7 @@ from typing import Any
 from schemas.records import BookLevel, BookUpdate, BookUpdateType, Liquidation, PositionSide, Side, TopOfBook, Trade
 from streams.venue import Parsed, ParseError, decimal_text, json_object, ms_to_ns, reading
 
-__all__ = ["BinanceUsdmParser", "parse_depth_snapshot"]
+__all__ = ["BinanceUsdmParser", "DepthSnapshotParser", "parse_depth_snapshot"]
 
 VENUE = "binance-usdm"
 # A diff-depth stream maintains the whole book, which is built on a REST snapshot of at most 1000 levels.
@@ -231,3 +232,18 @@ def _levels(where: str, name: str, levels: Any) -> tuple[BookLevel, ...]:
             raise ParseError(f"{where}: level {level!r} in {name!r} is not [price, size]")
         out.append(BookLevel(_decimal(where, name, level[0]), _decimal(where, name, level[1])))
     return tuple(out)
+
+
+@dataclass
+class DepthSnapshotParser:
+    """A REST depth reply as the ingest path's parser; the request URL names the symbol."""
+
+    url: str
+    venue: str = VENUE
+
+    def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.url).query)
+        symbols = query.get("symbol")
+        if not symbols:
+            raise ParseError(f"depth snapshot: the request {self.url} names no symbol")
+        return parse_depth_snapshot(frame_text, ts_recv_ns, symbols[0], self.venue)

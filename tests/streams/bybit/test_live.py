@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,33 +63,15 @@ def test_refusal_is_an_error_with_the_reason(rest: LoopbackBybitRest) -> None:
         BybitRest(rest.url, sleep=lambda _: None).get("/nope", {})
 
 
-class _WsThread:
-    """The loopback WebSocket peer on its own event loop, so a CLI subprocess can connect to it."""
-
-    def __init__(self, frames: list[str]) -> None:
-        self.server = LoopbackBybit(frames)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> LoopbackBybit:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
-        return self.server
-
-    def __exit__(self, *_: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-
 def test_record_then_replay_gives_the_records_of_the_live_session(
-        settings: Settings, bybit_capture: Path, rest: LoopbackBybitRest, tmp_path: Path) -> None:
+        settings: Settings, bybit_capture: Path, rest: LoopbackBybitRest, tmp_path: Path,
+        peer_in_thread: Callable[[LoopbackBybit], AbstractContextManager[LoopbackBybit]]) -> None:
     frames = [f.data for f in read_capture(bybit_capture)
               if f.kind == "recv" and f.venue == "bybit-linear" and '"topic"' in f.data]
     out = tmp_path / "session.jsonl.zst"
     prefix = f"rec{uuid.uuid4().hex[:8]}."
     env = {**os.environ, "LIQBOT_TOPIC_PREFIX": prefix, "LIQBOT_PARTITIONS": str(settings.kafka.partitions)}
-    with _WsThread(frames) as ws:
+    with peer_in_thread(LoopbackBybit(frames)) as ws:
         run = subprocess.run(
             [sys.executable, "-m", "liqbot.cli", "record", "--bootstrap", settings.kafka.bootstrap_servers,
              "--registry", settings.serde.registry_url, "--symbols", "BTCUSDT,ETHUSDT,SOLUSDT,DOGEUSDT",
