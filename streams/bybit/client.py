@@ -110,6 +110,8 @@ class BybitPublicClient:
             reply = json.loads(text)
         except ValueError:
             return  # the ingest path dead-letters it
+        if not isinstance(reply, dict):
+            return  # likewise
         if reply.get("op") == "subscribe" and reply.get("success") is False:
             self.failed_subscriptions.append(str(reply.get("ret_msg")))
             log.error("subscription refused by %s: %s", self.config.url, reply.get("ret_msg"))

@@ -131,12 +131,15 @@ def test_silence_past_the_deadline_reconnects(clients: Clients, frames: list[str
 
 def test_garbage_and_truncated_frames_are_dead_lettered_raw(clients: Clients, frames: list[str]) -> None:
     truncated = frames[150][: len(frames[150]) // 2]
-    run = _run(clients, frames, Faults(inject_before={100: "\x00\x01 not json", 200: truncated}))
+    run = _run(clients, frames, Faults(inject_before={100: "\x00\x01 not json", 200: truncated, 300: '["op"]'}))
     assert _counts(run) == NORMAL and run.client.reconnects == 0
     letters = [r for r in run.records["liqbot.DeadLetter"] if isinstance(r, DeadLetter)]
-    assert sorted(letter.raw for letter in letters) == sorted([b"\x00\x01 not json", truncated.encode()])
-    assert all(letter.stage == "parse" and letter.error.startswith("frame is not JSON") for letter in letters)
-    assert run.stats.errors == 2
+    assert sorted(letter.raw for letter in letters) == sorted([b"\x00\x01 not json", truncated.encode(), b'["op"]'])
+    assert all(letter.stage == "parse" for letter in letters)
+    errors = {letter.raw: letter.error for letter in letters}
+    assert errors[b'["op"]'] == "frame is a JSON list, expected an object"
+    assert errors[truncated.encode()].startswith("frame is not JSON")
+    assert run.stats.errors == 3
 
 
 def test_book_gap_resyncs_from_a_fresh_snapshot(clients: Clients, frames: list[str]) -> None:
