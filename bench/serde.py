@@ -9,7 +9,6 @@ import uuid
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -18,27 +17,19 @@ from bench import report
 from liqbot.config import Settings
 from liqbot.data import BYBIT_CAPTURE
 from schemas.records import Trade
-from streams.bybit.parse import BybitPublicParser
-from streams.capture import read_capture
 from streams.consumer import consumer_config
 from streams.producer import Headers, RecordProducer
+from streams.roundtrip import records_from_captures
 from streams.serde import Serde, make_serde
 
 
-def real_trades(capture: Path = BYBIT_CAPTURE) -> list[Trade]:
-    """Every trade of the real capture (linear and spot)."""
-    parsers: dict[str, BybitPublicParser] = {}
-    trades: list[Trade] = []
-    for frame in read_capture(capture):
-        if frame.kind == "recv" and '"publicTrade.' in frame.data:
-            parsed = parsers.setdefault(frame.conn, BybitPublicParser(frame.venue)).parse(frame.data, frame.ts_recv_ns)
-            trades.extend(r for r in parsed.records if isinstance(r, Trade))
-    return trades
+def real_trades() -> list[Trade]:
+    """Every trade of the real capture (linear and spot), as the live path makes them."""
+    return [r for r in records_from_captures([BYBIT_CAPTURE]).records if isinstance(r, Trade)]
 
 
-def workload(n: int) -> list[Trade]:
+def workload(base: list[Trade], n: int) -> list[Trade]:
     """`n` trades: the real ones repeated, each copy with its own id (copy number appended)."""
-    base = real_trades()
     return [replace(base[i % len(base)], event_id=f"{base[i % len(base)].event_id}#{i // len(base)}")
             for i in range(n)]
 
@@ -136,8 +127,9 @@ def main(argv: list[str], settings: Settings) -> int:
         future.result()
     serde = make_serde(settings.serde)
     try:
-        trades = workload(max(args.records, int((args.seconds + 1) * args.rate)))
-        print(f"bench serde: {len(real_trades())} real trades, {args.records} records per full-speed run, "
+        base = real_trades()
+        trades = workload(base, max(args.records, int((args.seconds + 1) * args.rate)))
+        print(f"bench serde: {len(base)} real trades, {args.records} records per full-speed run, "
               f"{args.rate:.0f}/s for {args.seconds:.0f}s, serde {settings.serde.kind}")
         raw = _full_speed(settings, topics["raw"], trades[: args.records], serde, avro=False)
         avro = _full_speed(settings, topics["avro"], trades[: args.records], serde, avro=True)
