@@ -39,12 +39,9 @@ class BybitStreamConfig:
     book_depth: int = 50
     kline: bool = False
     ping_interval_s: float = 20.0  # Bybit drops a connection without a ping for about 30 s
-    silence_timeout_s: float = 30.0  # no frame at all, pongs included: the connection is dead
     args_per_request: int = 10  # Bybit's limit of topics per subscribe request (spot); linear takes it too
     topics_per_connection: int = 200  # above this, run several clients
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    max_connect_attempts: int | None = None  # None: retry forever
+    policy: ReconnectPolicy = field(default_factory=ReconnectPolicy)  # silence (pongs count), backoff
 
 
 def topics_for(config: BybitStreamConfig) -> list[str]:
@@ -67,12 +64,8 @@ class BybitPublicClient:
         if len(self.topics) > self.config.topics_per_connection:
             raise ValueError(f"{len(self.topics)} topics exceed {self.config.topics_per_connection} per connection;"
                              " split the symbols over several connections")
-        policy = ReconnectPolicy(silence_timeout_s=self.config.silence_timeout_s,
-                                 backoff_initial_s=self.config.backoff_initial_s,
-                                 backoff_max_s=self.config.backoff_max_s,
-                                 max_connect_attempts=self.config.max_connect_attempts)
-        self.socket = ReconnectingSocket(self.config.url, self.config.venue, policy, self._on_open, self._on_message,
-                                         keepalive=self._ping)
+        self.socket = ReconnectingSocket(self.config.url, self.config.venue, self.config.policy, self._on_open,
+                                         self._on_message, keepalive=self._ping)
         self._parser: FrameParser = BybitPublicParser(self.config.venue)
         self._source = f"{self.config.venue}:{self.config.url}"
 

@@ -19,6 +19,7 @@ from streams.bybit.loopback import Faults, LoopbackBybit
 from streams.capture import read_capture
 from streams.clients import Clients
 from streams.ingest import Ingestor, IngestStats, KafkaSink
+from streams.websocket import ReconnectPolicy
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT", "STRKUSDT", "ADAUSDT")
 NORMAL = {"liqbot.Trade": 327, "liqbot.BookUpdate": 1598, "liqbot.TopOfBook": 1598, "liqbot.Ticker": 758,
@@ -45,7 +46,8 @@ def _run(clients: Clients, frames: list[str], faults: Faults | None = None, *, s
          extra_topics: tuple[str, ...] = ()) -> Run:
     ingestor = Ingestor(KafkaSink(clients.producer, clients.topics), clients.dead_letters)
     config = BybitStreamConfig(symbols=SYMBOLS, url="", book_depth=200, kline=True, ping_interval_s=0.3,
-                               silence_timeout_s=silence_s, backoff_initial_s=0.05, backoff_max_s=0.2)
+                               policy=ReconnectPolicy(silence_timeout_s=silence_s, backoff_initial_s=0.05,
+                                                      backoff_max_s=0.2))
 
     async def scenario() -> tuple[BybitPublicClient, LoopbackBybit]:
         server = LoopbackBybit(frames, faults)
