@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +18,7 @@ from websockets.asyncio.client import ClientConnection
 
 from liqbot.errors import LiqbotError
 from streams.binance.parse import BinanceUsdmParser, DepthSnapshotParser
+from streams.http import RestError, TransientHttpError, http_get
 from streams.ingest import FrameOutcome
 from streams.venue import FrameParser
 from streams.websocket import ReconnectingSocket, ReconnectPolicy
@@ -46,10 +45,6 @@ class BinanceStreamConfig:
 def streams_for(config: BinanceStreamConfig) -> list[str]:
     return [f"{s.lower()}@{kind}" for s in config.symbols
             for kind in ("forceOrder", "trade", f"depth@{config.depth_speed}", "bookTicker")]
-
-
-class _TransientError(Exception):
-    """Connection trouble, 5xx, or Binance's 429/418 rate-limit answers."""
 
 
 @dataclass
@@ -113,19 +108,11 @@ class BinanceClient:
         url = f"{self.config.rest_base}/fapi/v1/depth?{query}"
         try:
             return url, _get(url)
-        except _TransientError as exc:
-            raise LiqbotError(f"GET {url} failed after retries: {exc}") from exc
+        except TransientHttpError as exc:
+            raise RestError(f"GET {url} failed after retries: {exc}") from exc
 
 
-@retry(retry=retry_if_exception_type(_TransientError), stop=stop_after_attempt(5),
+@retry(retry=retry_if_exception_type(TransientHttpError), stop=stop_after_attempt(5),
        wait=wait_exponential_jitter(multiplier=0.5, max=10.0, jitter=0.5), reraise=True)
 def _get(url: str) -> str:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return str(resp.read().decode())
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500 or exc.code in (418, 429):  # 429: slow down; 418: banned for a while
-            raise _TransientError(f"HTTP {exc.code}") from exc
-        raise LiqbotError(f"GET {url}: HTTP {exc.code}: {exc.read()[:300]!r}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise _TransientError(str(exc)) from exc
+    return http_get(url, timeout_s=10, transient_codes=(418, 429))  # 429: slow down; 418: banned for a while

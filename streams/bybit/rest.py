@@ -5,29 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from liqbot.errors import LiqbotError
+from streams.http import RestError, TransientHttpError, http_get
 
 __all__ = ["RETRYABLE_RET_CODES", "BybitRest", "RestError", "RestReply"]
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_RET_CODES = {10006, 10016}  # too many visits; service busy / restarting
-
-
-class RestError(LiqbotError):
-    """A REST call that kept failing or was refused for good."""
-
-
-class _TransientError(Exception):
-    """A transient failure: connection trouble, HTTP 5xx or 429, or a retryable Bybit retCode."""
 
 
 @dataclass(frozen=True)
@@ -60,25 +51,16 @@ class BybitRest:
         """The reply of a GET whose retCode is 0; retries transient failures with backoff and jitter."""
         try:
             return self._get(path, params)
-        except _TransientError as exc:
+        except TransientHttpError as exc:
             raise RestError(f"GET {path} failed after retries: {exc}") from exc
 
-    @retry(retry=retry_if_exception_type(_TransientError), stop=stop_after_attempt(5),
+    @retry(retry=retry_if_exception_type(TransientHttpError), stop=stop_after_attempt(5),
            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2), reraise=True)
     def _get(self, path: str, params: dict[str, str]) -> RestReply:
         self._respect_limit()
         url = f"{self.base_url}{path}?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
-                text = resp.read().decode()
-                self._note_limit(resp.headers)
-        except urllib.error.HTTPError as exc:
-            self._note_limit(exc.headers)
-            if exc.code >= 500 or exc.code in (403, 429):  # Bybit answers 403 when an IP exceeds its limit
-                raise _TransientError(f"HTTP {exc.code}") from exc
-            raise RestError(f"GET {url}: HTTP {exc.code}: {exc.read()[:300]!r}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise _TransientError(str(exc)) from exc
+        # Bybit answers 403 when an IP exceeds its limit
+        text = http_get(url, timeout_s=self.timeout_s, transient_codes=(403, 429), on_headers=self._note_limit)
         return self._checked(url, text)
 
     def _checked(self, url: str, text: str) -> RestReply:
@@ -87,16 +69,13 @@ class BybitRest:
         except ValueError as exc:
             raise RestError(f"GET {url}: reply is not JSON: {text[:200]!r}") from exc
         if code in RETRYABLE_RET_CODES:
-            raise _TransientError(f"retCode {code}")
+            raise TransientHttpError(f"retCode {code}")
         if code != 0:
             raise RestError(f"GET {url}: retCode {code}: {json.loads(text).get('retMsg')}")
         return RestReply(url, text, time.time_ns())
 
-    def _note_limit(self, headers: object) -> None:
-        get = getattr(headers, "get", None)
-        if get is None:
-            return
-        remaining, reset = get("X-Bapi-Limit-Status"), get("X-Bapi-Limit-Reset-Timestamp")
+    def _note_limit(self, headers: Message) -> None:
+        remaining, reset = headers.get("X-Bapi-Limit-Status"), headers.get("X-Bapi-Limit-Reset-Timestamp")
         if remaining is not None and reset is not None and int(remaining) <= 0:
             self._resume_at_ms = int(reset)
 
