@@ -14,10 +14,11 @@ from liqbot.errors import LiqbotError
 
 if TYPE_CHECKING:
     from streams.capture import CaptureWriter
+    from streams.clients import Clients
     from streams.ingest import Ingestor
     from streams.live import StreamClient
 
-__all__ = ["ensure_services", "import_trades", "ingest", "replay_capture", "roundtrip"]
+__all__ = ["connected", "ensure_services", "import_trades", "ingest", "replay_capture", "roundtrip"]
 
 DEFAULT_CAPTURES = (BYBIT_CAPTURE, LIQUIDATION_FRAMES)
 
@@ -29,24 +30,36 @@ def ensure_services(args: argparse.Namespace, settings: Settings) -> Settings:
     return local.ensure(settings, bootstrap=args.bootstrap, registry_url=args.registry)
 
 
-def roundtrip(args: argparse.Namespace, settings: Settings) -> int:
+def connected(args: argparse.Namespace, settings: Settings) -> Clients:
+    """Clients on the chosen (or local) platform, with the registry's topics in place."""
     from streams.clients import Clients
+
+    clients = Clients.connect(ensure_services(args, settings))
+    clients.topics.ensure(clients.admin())
+    return clients
+
+
+def _existing(names: list[str]) -> list[Path]:
+    paths = [Path(n) for n in names]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise LiqbotError(f"capture not found: {', '.join(missing)} (the real data lives in ../shared/data)")
+    return paths
+
+
+def roundtrip(args: argparse.Namespace, settings: Settings) -> int:
     from streams.roundtrip import records_from_captures
     from streams.roundtrip import roundtrip as run_roundtrip
 
-    settings = ensure_services(args, settings)
-    captures = [Path(p) for p in args.capture] or list(DEFAULT_CAPTURES)
-    missing = [str(p) for p in captures if not p.exists()]
-    if missing:
-        raise LiqbotError(f"capture not found: {', '.join(missing)} (the real data lives in ../shared/data)")
+    captures = _existing(args.capture) if args.capture else list(DEFAULT_CAPTURES)
+    clients = connected(args, settings)
+    settings = clients.settings
     parsed = records_from_captures(captures)
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(parsed.frames.items()))
     print(f"parsed {sum(parsed.frames.values())} frames from {len(captures)} captures ({kinds}) "
           f"into {len(parsed.records)} records")
     for error in parsed.errors:
         print(f"  parse error: {error}")
-    clients = Clients.connect(settings)
-    clients.topics.ensure(clients.admin())
     results = run_roundtrip(parsed.records, clients.topics, clients.producer,
                         lambda topics, group: clients.consumer(topics, group, from_now=True))
     print(f"\n{'topic':<26} {'schema':<20} {'sent':>6} {'back':>6}  identical  per-key order")
@@ -65,25 +78,19 @@ def replay_capture(args: argparse.Namespace, settings: Settings) -> int:
     from streams.capture_replay import DEFAULT_VENUES, replay_captures
     from streams.ingest import CountingSink, Ingestor
 
-    paths = [Path(p) for p in args.files]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise LiqbotError(f"capture not found: {', '.join(missing)}")
+    paths = _existing(args.files)
     speed = None if args.speed == "max" else float(args.speed)
     venue = DEFAULT_VENUES[args.venue]
     if args.dry_run:
         ingestor = Ingestor(CountingSink())
         stats = replay_captures(paths, ingestor, venue=venue, speed=speed)
     else:
-        from streams.clients import Clients
         from streams.ingest import KafkaSink
 
-        clients = Clients.connect(ensure_services(args, settings))
-        clients.topics.ensure(clients.admin())
+        clients = connected(args, settings)
         ingestor = Ingestor(KafkaSink(clients.producer, clients.topics), clients.dead_letters)
         stats = replay_captures(paths, ingestor, venue=venue, speed=speed)
-        if clients.producer.flush(60):
-            raise LiqbotError("records still undelivered after 60 s; is the broker up? (`liqbot kafka status`)")
+        clients.producer.drain(60)
     for kind, count in sorted(stats.frames.items()):
         print(f"  frames {kind:<12} {count:>8}")
     for schema, count in sorted(stats.records.items()):
@@ -102,14 +109,12 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
     from prometheus_client import start_http_server
 
     from streams.capture import CaptureWriter
-    from streams.clients import Clients
     from streams.ingest import Ingestor, KafkaSink
     from streams.live import LiveSession
 
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
-    settings = ensure_services(args, settings)
-    clients = Clients.connect(settings)
-    clients.topics.ensure(clients.admin())
+    clients = connected(args, settings)
+    settings = clients.settings
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="127.0.0.1")
     ingestor = Ingestor(KafkaSink(clients.producer, clients.topics), clients.dead_letters)
@@ -168,11 +173,9 @@ def _live_client(args: argparse.Namespace, symbols: tuple[str, ...], venue: str,
 
 def import_trades(args: argparse.Namespace, settings: Settings) -> int:
     from streams.bybit.archive import read_trade_archive
-    from streams.clients import Clients
     from streams.ingest import KafkaSink
 
-    clients = Clients.connect(ensure_services(args, settings))
-    clients.topics.ensure(clients.admin())
+    clients = connected(args, settings)
     sink = KafkaSink(clients.producer, clients.topics)
     imported = errors = 0
     for name in args.files:
@@ -186,7 +189,6 @@ def import_trades(args: argparse.Namespace, settings: Settings) -> int:
             imported += 1
             if imported % 100_000 == 0:
                 print(f"  {imported} trades")
-    if clients.producer.flush(60):
-        raise LiqbotError("records still undelivered after 60 s; is the broker up? (`liqbot kafka status`)")
+    clients.producer.drain(60)
     print(json.dumps({"files": len(args.files), "trades": imported, "errors": errors}))
     return 0

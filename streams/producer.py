@@ -9,6 +9,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from liqbot.config import KafkaSettings
+from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
 from streams.metrics import PRODUCE_FAILURES, RECORDS_PRODUCED
 from streams.serde import Serde
@@ -76,6 +77,12 @@ class RecordProducer:
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for every enqueued record; returns how many are still undelivered."""
         return int(self._producer.flush(timeout_s))
+
+    def drain(self, timeout_s: float = 60.0) -> None:
+        """Flush, and fail loudly when records are still undelivered after `timeout_s`."""
+        if self.flush(timeout_s):
+            raise LiqbotError(f"records still undelivered after {timeout_s:.0f} s; is the broker up? "
+                              "(`liqbot kafka status`)")
 
     def poll(self, timeout_s: float = 0.0) -> None:
         self._producer.poll(timeout_s)

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
 from streams.capture_replay import replay_captures
 from streams.consumer import RecordConsumer
@@ -61,8 +60,7 @@ def roundtrip(records: list[AvroRecord], topics: TopicRegistry, producer: Record
             sent[topic].append(record)
             if i % 2000 == 0:
                 say(f"  produced {i}/{len(records)}")
-        if producer.flush(30.0):
-            raise LiqbotError("records still undelivered after 30 s; is the broker up? (`liqbot kafka status`)")
+        producer.drain(30.0)
         say(f"  produced {len(records)} records, {producer.failed} delivery failures; consuming them back ...")
         for got in consumer.records(idle_timeout_s):
             received[got.topic].append(got.record)
