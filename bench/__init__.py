@@ -13,7 +13,7 @@ from typing import Any
 from liqbot.config import Settings
 from liqbot.errors import LiqbotError
 
-__all__ = ["machine", "report", "run_benchmark"]
+__all__ = ["machine", "percentile_ms", "report", "run_benchmark"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BENCHMARKS = ("ingest", "serde")
@@ -37,6 +37,11 @@ def machine() -> dict[str, Any]:
                 if line.startswith("model name")), platform.processor())
     return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem_kb / 2**20, 1),
             "python": platform.python_version(), "os": platform.platform()}
+
+
+def percentile_ms(sorted_ns: list[int], q: float) -> float:
+    """Nearest-rank percentile of sorted nanosecond samples, in milliseconds."""
+    return sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))] / 1e6
 
 
 def report(name: str, rows: list[tuple[str, str]], figures: dict[str, Any]) -> None:

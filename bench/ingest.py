@@ -8,7 +8,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from bench import report
+from bench import percentile_ms, report
 from liqbot.config import Settings
 from liqbot.data import BINANCE_CAPTURE, BYBIT_CAPTURE
 from streams.capture import read_capture
@@ -86,7 +86,7 @@ def main(argv: list[str], settings: Settings) -> int:
     bybit_fps, _, bybit_records = _max_speed(settings, bybit)
     binance_fps, binance_raw, binance_records = _max_speed(settings, binance)
     latencies = _steady(settings, [f for f in bybit if f[1] == "recv"], args.rate, args.seconds)
-    p50, p99 = (latencies[int(q * (len(latencies) - 1))] / 1e6 for q in (0.5, 0.99))
+    p50, p99 = percentile_ms(latencies, 0.50), percentile_ms(latencies, 0.99)
     figures = {
         "frames_per_s": round(binance_fps), "p99_receive_to_produce_ms": round(p99, 3),
         "p50_receive_to_produce_ms": round(p50, 3), "bybit_frames_per_s": round(bybit_fps),

@@ -13,7 +13,7 @@ from multiprocessing.process import BaseProcess
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from bench import report
+from bench import percentile_ms, report
 from liqbot.config import Settings
 from liqbot.data import BYBIT_CAPTURE
 from schemas.records import Trade
@@ -109,10 +109,6 @@ def _fixed_rate(settings: Settings, topic: str, trades: list[Trade], serde: Serd
     return sorted(latencies)
 
 
-def _percentile_ms(sorted_ns: list[int], q: float) -> float:
-    return sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))] / 1e6
-
-
 def main(argv: list[str], settings: Settings) -> int:
     parser = argparse.ArgumentParser(prog="liqbot bench serde")
     parser.add_argument("--records", type=int, default=100_000, help="records per full-speed run")
@@ -140,7 +136,7 @@ def main(argv: list[str], settings: Settings) -> int:
             future.result()
     figures = {
         "avro_records_per_s": round(avro), "raw_records_per_s": round(raw), "avro_over_raw": round(avro / raw, 3),
-        "p50_ms": round(_percentile_ms(latencies, 0.50), 3), "p99_ms": round(_percentile_ms(latencies, 0.99), 3),
+        "p50_ms": round(percentile_ms(latencies, 0.50), 3), "p99_ms": round(percentile_ms(latencies, 0.99), 3),
         "rate_per_s": args.rate, "latency_samples": len(latencies), "serde": settings.serde.kind,
     }
     report("serde", [
