@@ -104,7 +104,12 @@ def _format(libs: Path, home: Path, heap_mb: int) -> str:
 
 def base64_uuid() -> str:
     """A Kafka cluster id: a random UUID in URL-safe base64 without padding, as `random-uuid` prints."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # one id in 64 starts with "-", which the storage tool's parser takes for an option (Kafka's own
+        # Uuid.randomUuid draws again for the same reason)
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def start(home: Path, libs: Path, *, port: int, controller_port: int, heap_mb: int = 768,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from deploy import local
-from deploy.kafka.broker import free_port
+from deploy.kafka.broker import base64_uuid, free_port
 from liqbot.config import BrokerSettings, Settings
 from schemas.records import Trade
 from streams.clients import Clients
@@ -111,3 +111,9 @@ def test_port_taken_by_another_process_is_refused_before_anything_starts(tmp_pat
     assert up.stderr.endswith(f"error: port {port} on 127.0.0.1 is in use (another broker?); "
                               "choose another with --port\n")
     assert local.status(Settings(broker=BrokerSettings(home=tmp_path))) is None
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    """A random id starting with "-" made `kafka-storage format -t <id>` fail (seen once in CI)."""
+    ids = [base64_uuid() for _ in range(3000)]  # about 47 of them would start with "-" without the redraw
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
