@@ -30,4 +30,15 @@ if [ ! -x .venv/bin/liqbot ] || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/pip install -q -e '.[dev]' >&2
   touch .venv/.installed
 fi
+
+# The compiled ingest path (streams/native, Rust via maturin): (re)built when its sources changed.
+native=(streams/native/src streams/native/Cargo.toml streams/native/Cargo.lock streams/native/liqbot_native.pyi)
+if [ ! -f .venv/.native-installed ] || [ -n "$(find "${native[@]}" -newer .venv/.native-installed)" ]; then
+  command -v cargo >/dev/null 2>&1 || {
+    echo "error: Rust's cargo is needed to build streams/native (install it with rustup: https://rustup.rs)" >&2
+    exit 2; }
+  echo "building streams/native (cargo, release) ..." >&2
+  .venv/bin/pip install -q ./streams/native >&2
+  touch .venv/.native-installed
+fi
 exec .venv/bin/liqbot "$@"

@@ -35,6 +35,13 @@ def _parsers(frames: list[tuple[str, str, int, str]]) -> dict[tuple[str, str], F
     return {(v, k): make_parser(v, k) for v, k, _, _ in frames}
 
 
+def _by_path(frames: list[tuple[str, str, int, str]]) -> tuple[list[tuple[str, str, int, str]], ...]:
+    """The frames the compiled path takes, and the rest (which the Python parser takes)."""
+    parsers = _parsers(frames)
+    compiled = [f for f in frames if parsers[(f[0], f[1])].encoded(f[3], f[2]) is not None]
+    return compiled, [f for f in frames if parsers[(f[0], f[1])].encoded(f[3], f[2]) is None]
+
+
 def _max_speed(settings: Settings, frames: list[tuple[str, str, int, str]]) -> tuple[float, float, int]:
     """Frames/s through the whole ingest path, and raw frame bytes produced as they are (the baseline)."""
     ingestor, clients = _ingestor(settings)
@@ -85,18 +92,25 @@ def main(argv: list[str], settings: Settings) -> int:
           f"{settings.kafka.bootstrap_servers} (serde {settings.serde.kind})")
     bybit_fps, _, bybit_records = _max_speed(settings, bybit)
     binance_fps, binance_raw, binance_records = _max_speed(settings, binance)
+    compiled, python = _by_path(binance)
+    compiled_fps, _, _ = _max_speed(settings, compiled)
+    python_fps, _, _ = _max_speed(settings, python)
     latencies = _steady(settings, [f for f in bybit if f[1] == "recv"], args.rate, args.seconds)
     p50, p99 = percentile_ms(latencies, 0.50), percentile_ms(latencies, 0.99)
     figures = {
         "frames_per_s": round(binance_fps), "p99_receive_to_produce_ms": round(p99, 3),
         "p50_receive_to_produce_ms": round(p50, 3), "bybit_frames_per_s": round(bybit_fps),
-        "raw_frames_per_s": round(binance_raw), "ingest_over_raw": round(binance_fps / binance_raw, 3),
+        "raw_frames_per_s": round(binance_raw), "compiled_path_frames_per_s": round(compiled_fps),
+        "python_path_frames_per_s": round(python_fps), "python_path_frames": len(python),
+        "ingest_over_raw": round(binance_fps / binance_raw, 3),
         "binance_records": binance_records, "bybit_records": bybit_records, "rate_per_s": args.rate,
         "target_frames_per_s": 100_000, "target_p99_ms": 1.0,
     }
     report("ingest", [
         (f"Binance capture ({len(binance)} frames), full path", f"{binance_fps:,.0f} frames/s"),
         (f"Bybit capture ({len(bybit)} frames, 200-level books), full path", f"{bybit_fps:,.0f} frames/s"),
+        (f"  of which trades and book tickers ({len(compiled)}, compiled path)", f"{compiled_fps:,.0f} frames/s"),
+        (f"  of which depth diffs and snapshots ({len(python)}, Python path)", f"{python_fps:,.0f} frames/s"),
         ("raw frame bytes produced, same run (baseline)", f"{binance_raw:,.0f} frames/s"),
         ("ingest / raw", f"{binance_fps / binance_raw:.3f}"),
         (f"receive to produced at {args.rate:,.0f} frames/s, p50", f"{p50:.3f} ms"),

@@ -10,7 +10,7 @@ from pathlib import Path
 from streams.bybit.parse import BybitPublicParser, parse_rest
 from streams.capture import CapturedFrame, CaptureError, read_capture
 from streams.ingest import Ingestor, IngestStats
-from streams.venue import FrameParser, Parsed
+from streams.venue import Encoded, FrameParser, Parsed
 
 __all__ = ["BybitRestParser", "make_parser", "replay_captures"]
 
@@ -23,6 +23,9 @@ class BybitRestParser:
 
     venue: str
     url: str = "/v5/market/instruments-info"  # older captures recorded only instrument listings
+
+    def encoded(self, frame_text: str | bytes, ts_recv_ns: int) -> Encoded | None:
+        return None  # REST replies are rare: no compiled path
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed:
         return parse_rest(self.url, frame_text, ts_recv_ns, self.venue)

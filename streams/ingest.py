@@ -16,16 +16,23 @@ from functools import cache
 from typing import Protocol
 
 from prometheus_client import Counter as CounterChild
-from prometheus_client import Histogram as HistogramChild
 
-from schemas.records import AvroRecord, BookUpdate
-from streams.avro import SerdeError
+import schemas
+from schemas.records import RECORD_TYPES, AvroRecord, BookUpdate
+from streams.avro import SerdeError, decode_body
 from streams.deadletter import DeadLetterSink
-from streams.metrics import EXCHANGE_TO_RECEIVE, FRAMES_RECEIVED, GAPS, PARSE_ERRORS, RECEIVE_TO_PRODUCE
+from streams.metrics import (
+    EXCHANGE_TO_RECEIVE,
+    FRAMES_RECEIVED,
+    GAPS,
+    PARSE_ERRORS,
+    RECEIVE_TO_PRODUCE,
+    HotHistogramChild,
+)
 from streams.orderbook import BookBuilder
 from streams.producer import RecordProducer
 from streams.topics import TopicRegistry
-from streams.venue import FrameParser, Parsed, ParseError
+from streams.venue import Encoded, FrameParser, Parsed, ParseError
 
 __all__ = ["CountingSink", "FrameOutcome", "IngestStats", "Ingestor", "KafkaSink", "RecordSink"]
 
@@ -38,6 +45,8 @@ class RecordSink(Protocol):
     """Where ingested records go: Kafka, or only kept (dry runs). All of a frame's records, or none."""
 
     def send_all(self, records: list[AvroRecord]) -> None: ...
+
+    def send_encoded(self, item: Encoded) -> None: ...
 
 
 @dataclass
@@ -53,6 +62,9 @@ class KafkaSink:
     def send_all(self, records: list[AvroRecord]) -> None:
         self.producer.send_all([(self._names[r.SCHEMA], r, r.kafka_key()) for r in records])
 
+    def send_encoded(self, item: Encoded) -> None:
+        self.producer.send_encoded(self._names[item.schema], item.schema, item.body, item.key)
+
 
 @dataclass
 class CountingSink:
@@ -62,6 +74,9 @@ class CountingSink:
 
     def send_all(self, records: list[AvroRecord]) -> None:
         self.records.extend(records)
+
+    def send_encoded(self, item: Encoded) -> None:
+        self.records.append(RECORD_TYPES[item.schema].from_avro(decode_body(schemas.load(item.schema), item.body)))
 
 
 @dataclass
@@ -100,6 +115,9 @@ class Ingestor:
 
     def on_frame(self, parser: FrameParser, frame: str, ts_recv_ns: int, source: str) -> FrameOutcome:
         """Parse one frame and send what it yields; never raises for bad input."""
+        hot = parser.encoded(frame, ts_recv_ns)
+        if hot is not None:
+            return self._send_encoded(parser.venue, hot, frame, ts_recv_ns, source)
         try:
             parsed = parser.parse(frame, ts_recv_ns)
         except ParseError as exc:
@@ -133,11 +151,26 @@ class Ingestor:
             if isinstance(out, BookUpdate) and out.update_type == "RESYNC":
                 resync = parsed.topic
         if parsed.records:
-            exchange_ns = getattr(parsed.records[0], "ts_exchange_ns", ts_recv_ns)
-            to_receive, to_produce = self._latency_metrics(venue)
-            to_receive.observe(max(0, ts_recv_ns - exchange_ns) / 1e9)
-            to_produce.observe(max(0, self.clock_ns() - ts_recv_ns) / 1e9)
+            self._observe_latency(venue, getattr(parsed.records[0], "ts_exchange_ns", ts_recv_ns), ts_recv_ns)
         return FrameOutcome(parsed.kind, len(outputs), resync)
+
+    def _send_encoded(self, venue: str, hot: Encoded, frame: str, ts_recv_ns: int, source: str) -> FrameOutcome:
+        self._frames_metric(venue, hot.kind).inc()
+        try:
+            self.sink.send_encoded(hot)
+        except Exception as exc:  # as in on_frame: a bug of ours must not stop the feed
+            log.exception("ingest failed on a frame from %s", source)
+            self.stats.internal_errors += 1
+            return self._reject(venue, source, "ingest", exc, frame, ts_recv_ns=ts_recv_ns)
+        self.stats.frames[hot.kind] += 1
+        self.stats.records[hot.schema] += 1
+        self._observe_latency(venue, hot.ts_exchange_ns, ts_recv_ns)
+        return FrameOutcome(hot.kind, 1)
+
+    def _observe_latency(self, venue: str, exchange_ns: int, ts_recv_ns: int) -> None:
+        to_receive, to_produce = self._latency_metrics(venue)
+        to_receive.observe(max(0, ts_recv_ns - exchange_ns) / 1e9)
+        to_produce.observe(max(0, self.clock_ns() - ts_recv_ns) / 1e9)
 
     def _book_checked(self, record: AvroRecord) -> tuple[AvroRecord, ...]:
         if not isinstance(record, BookUpdate):
@@ -157,7 +190,7 @@ class Ingestor:
 
     @staticmethod
     @cache
-    def _latency_metrics(venue: str) -> tuple[HistogramChild, HistogramChild]:
+    def _latency_metrics(venue: str) -> tuple[HotHistogramChild, HotHistogramChild]:
         return EXCHANGE_TO_RECEIVE.labels(venue), RECEIVE_TO_PRODUCE.labels(venue)
 
     def _is_repeat(self, frame: str) -> bool:

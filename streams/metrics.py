@@ -1,11 +1,75 @@
 """Prometheus metrics of everything that moves records (one registry, the default one)."""
 
-from prometheus_client import Counter, Histogram
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
 
 __all__ = [
-    "DEAD_LETTERS", "EXCHANGE_TO_RECEIVE", "FRAMES_RECEIVED", "GAPS", "PARSE_ERRORS", "PRODUCE_FAILURES",
-    "RECEIVE_TO_PRODUCE", "RECONNECTS", "RECORDS_CONSUMED", "RECORDS_PRODUCED", "SERDE_ERRORS",
+    "DEAD_LETTERS",
+    "EXCHANGE_TO_RECEIVE",
+    "FRAMES_RECEIVED",
+    "GAPS",
+    "PARSE_ERRORS",
+    "PRODUCE_FAILURES",
+    "RECEIVE_TO_PRODUCE",
+    "RECONNECTS",
+    "RECORDS_CONSUMED",
+    "RECORDS_PRODUCED",
+    "SERDE_ERRORS",
+    "HotHistogram",
+    "HotHistogramChild",
 ]
+
+
+
+class HotHistogram(Collector):
+    """A labelled histogram for a per-frame loop: one bisect and two adds per observation, no lock.
+
+    prometheus_client's Histogram took about 2 us per observation (a lock and a Python scan of the buckets),
+    a fifth of a frame's whole ingest budget. One thread writes a child; a scrape reads a copy.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], buckets: tuple[float, ...],
+                 registry: CollectorRegistry = REGISTRY) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, labelnames
+        self.bounds = buckets
+        self._children: dict[tuple[str, ...], HotHistogramChild] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> HotHistogramChild:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+        return self._children.setdefault(values, HotHistogramChild(self.bounds))
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in list(self._children.items()):
+            counts, total = child.counts[:], child.sum
+            cumulative, buckets = 0, []
+            for bound, count in zip((*map(str, self.bounds), "+Inf"), counts, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            family.add_metric(list(values), buckets, total)
+        yield family
+
+
+class HotHistogramChild:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # le semantics: value == bound counts in that bucket
+        self.sum += value
+
 
 _LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -18,7 +82,7 @@ FRAMES_RECEIVED = Counter("liqbot_frames_received_total", "Venue frames received
 PARSE_ERRORS = Counter("liqbot_parse_errors_total", "Venue frames that failed to parse", ["venue"])
 RECONNECTS = Counter("liqbot_reconnects_total", "Venue connections re-established", ["venue"])
 GAPS = Counter("liqbot_book_gaps_total", "Order-book sequence gaps (book dropped until a snapshot)", ["venue"])
-EXCHANGE_TO_RECEIVE = Histogram("liqbot_exchange_to_receive_seconds", "Exchange message time to local receive",
-                                ["venue"], buckets=_LATENCY_BUCKETS_S)
-RECEIVE_TO_PRODUCE = Histogram("liqbot_receive_to_produce_seconds", "Local receive to handed to the producer",
-                               ["venue"], buckets=_LATENCY_BUCKETS_S)
+EXCHANGE_TO_RECEIVE = HotHistogram("liqbot_exchange_to_receive_seconds", "Exchange message time to local receive",
+                                   ("venue",), buckets=_LATENCY_BUCKETS_S)
+RECEIVE_TO_PRODUCE = HotHistogram("liqbot_receive_to_produce_seconds", "Local receive to handed to the producer",
+                                  ("venue",), buckets=_LATENCY_BUCKETS_S)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from schemas.records import AvroRecord, BookLevel, BookUpdate, TopOfBook
@@ -18,21 +19,21 @@ class OrderBook:
     asks: dict[float, BookLevel] = field(default_factory=dict)
     update_id: int = -1
     fresh: bool = False  # a snapshot and no delta yet: the next delta may bridge it
+    # Best prices kept across deltas, because a scan of a 1000-level side per delta dominated the cost;
+    # None: not known, found by a scan when asked (after the best level was removed).
+    _best_bid: float | None = None
+    _best_ask: float | None = None
 
     def reset(self, update: BookUpdate) -> None:
         self.bids = {float(lv.price): lv for lv in update.bids if float(lv.size) != 0.0}
         self.asks = {float(lv.price): lv for lv in update.asks if float(lv.size) != 0.0}
+        self._best_bid = self._best_ask = None
         self.update_id = update.update_id
         self.fresh = True
 
     def apply(self, update: BookUpdate) -> None:
-        for side, levels in ((self.bids, update.bids), (self.asks, update.asks)):
-            for lv in levels:
-                price = float(lv.price)
-                if float(lv.size) == 0.0:
-                    side.pop(price, None)
-                else:
-                    side[price] = lv
+        self._best_bid = _apply_side(self.bids, update.bids, self._best_bid, better=float.__gt__)
+        self._best_ask = _apply_side(self.asks, update.asks, self._best_ask, better=float.__lt__)
         self.update_id = update.update_id
         self.fresh = False
 
@@ -40,7 +41,11 @@ class OrderBook:
         """Best bid and best ask, or None while a side is empty."""
         if not self.bids or not self.asks:
             return None
-        return self.bids[max(self.bids)], self.asks[min(self.asks)]
+        if self._best_bid is None:
+            self._best_bid = max(self.bids)
+        if self._best_ask is None:
+            self._best_ask = min(self.asks)
+        return self.bids[self._best_bid], self.asks[self._best_ask]
 
     def checksum(self, levels: int = 25) -> int:
         """CRC32 of the top `levels` of each side as text: a cheap fingerprint to compare two books."""
@@ -48,6 +53,21 @@ class OrderBook:
         asks = [self.asks[p] for p in sorted(self.asks)[:levels]]
         text = "|".join(f"{lv.price}:{lv.size}" for lv in (*bids, *asks))
         return zlib.crc32(text.encode())
+
+
+def _apply_side(side: dict[float, BookLevel], levels: tuple[BookLevel, ...], best: float | None,
+                better: Callable[[float, float], bool]) -> float | None:
+    """Apply one side's levels (size 0 removes); returns the side's best price, None when a rescan is due."""
+    for lv in levels:
+        price = float(lv.price)
+        if float(lv.size) == 0.0:
+            if side.pop(price, None) is not None and price == best:
+                best = None
+        else:
+            side[price] = lv
+            if best is not None and better(price, best):
+                best = price
+    return best
 
 
 @dataclass(frozen=True, slots=True)

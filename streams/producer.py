@@ -63,6 +63,10 @@ class RecordProducer:
         for topic, value, key in payloads:
             self.send_raw(topic, value, key)
 
+    def send_encoded(self, topic: str, schema: str, body: bytes, key: str | bytes) -> None:
+        """Enqueue an Avro body encoded elsewhere (the compiled ingest path), framed for `schema`."""
+        self.send_raw(topic, self._serde.header(topic, schema) + body, key)
+
     def send_raw(self, topic: str, value: bytes, key: str | bytes | None, headers: Headers | None = None) -> None:
         """Enqueue bytes as they are (dead letters, benchmarks)."""
         try:

@@ -23,6 +23,10 @@ class Serde(Protocol):
 
     def encode(self, topic: str, record: AvroRecord) -> bytes: ...
 
+    def header(self, topic: str, schema: str) -> bytes:
+        """The bytes before an Avro body of `schema` on `topic` (for bodies the compiled path encoded)."""
+        ...
+
     def decode(self, topic: str, payload: bytes) -> AvroRecord: ...
 
 
@@ -42,15 +46,19 @@ class ConfluentSerde:
 
     def __init__(self, registry: RegistryClient) -> None:
         self.registry = registry
-        self._ids: dict[tuple[str, str], int] = {}
+        self._headers: dict[tuple[str, str], bytes] = {}
         self._writers: dict[int, AvroSchema] = {}
 
     def encode(self, topic: str, record: AvroRecord) -> bytes:
         schema = load_all()[record.SCHEMA]
-        key = (topic, schema.name)
-        if key not in self._ids:
-            self._ids[key] = self.registry.register(f"{topic}-value", schema.text)
-        return _CONFLUENT_MAGIC + struct.pack(">I", self._ids[key]) + encode_body(schema, record.to_avro())
+        return self.header(topic, schema.name) + encode_body(schema, record.to_avro())
+
+    def header(self, topic: str, schema: str) -> bytes:
+        key = (topic, schema)
+        if key not in self._headers:
+            schema_id = self.registry.register(f"{topic}-value", load_all()[schema].text)
+            self._headers[key] = _CONFLUENT_MAGIC + struct.pack(">I", schema_id)
+        return self._headers[key]
 
     def decode(self, topic: str, payload: bytes) -> AvroRecord:
         if len(payload) < 5 or payload[:1] != _CONFLUENT_MAGIC:
@@ -82,7 +90,10 @@ class SingleObjectSerde:
 
     def encode(self, topic: str, record: AvroRecord) -> bytes:
         schema = load_all()[record.SCHEMA]
-        return _SINGLE_OBJECT_MAGIC + schema.fingerprint + encode_body(schema, record.to_avro())
+        return self.header(topic, schema.name) + encode_body(schema, record.to_avro())
+
+    def header(self, topic: str, schema: str) -> bytes:
+        return _SINGLE_OBJECT_MAGIC + load_all()[schema].fingerprint
 
     def decode(self, topic: str, payload: bytes) -> AvroRecord:
         if len(payload) < 10 or payload[:2] != _SINGLE_OBJECT_MAGIC:

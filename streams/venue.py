@@ -9,10 +9,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from liqbot_native import Encoded  # the compiled path's record (streams/native)
+
 from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
 
-__all__ = ["FrameParser", "ParseError", "Parsed", "decimal_text", "json_object", "ms_to_ns", "reading", "text_field"]
+__all__ = [
+    "Encoded", "FrameParser", "ParseError", "Parsed", "all_decimal_text", "decimal_text", "json_object", "ms_to_ns",
+    "reading", "text_field",
+]
 
 _NS_PER_MS = 1_000_000
 
@@ -36,6 +41,10 @@ class FrameParser(Protocol):
     venue: str
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed: ...
+
+    def encoded(self, frame_text: str | bytes, ts_recv_ns: int) -> Encoded | None:
+        """The frame's record already encoded when the compiled path takes the frame, else None (then `parse`)."""
+        ...
 
 
 def json_object(text: str | bytes, what: str = "frame") -> dict[str, Any]:
@@ -74,6 +83,15 @@ def decimal_text(topic: str, name: str, value: Any) -> str:
     return value
 
 
+def all_decimal_text(values: list[Any]) -> bool:
+    """Whether every value is a decimal string, with one regex call for the lot (book levels come by hundreds)."""
+    if not all(type(value) is str for value in values):
+        return False
+    joined = ",".join(values)
+    # a comma inside a value would split it in two and still match: the count of commas catches that
+    return joined.count(",") == len(values) - 1 and _DECIMALS.fullmatch(joined) is not None if values else True
+
+
 def text_field(topic: str, name: str, value: Any) -> str:
     """Symbols and ids: a non-empty string, or the frame is rejected."""
     if not isinstance(value, str) or not value:
@@ -82,6 +100,7 @@ def text_field(topic: str, name: str, value: Any) -> str:
 
 
 _DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_DECIMALS = re.compile(rf"{_DECIMAL.pattern}(?:,{_DECIMAL.pattern})*")
 
 
 def _is_decimal(text: str) -> bool:

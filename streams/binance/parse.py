@@ -8,8 +8,19 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from liqbot_native import binance_hot
+
 from schemas.records import BookLevel, BookUpdate, BookUpdateType, Liquidation, PositionSide, Side, TopOfBook, Trade
-from streams.venue import Parsed, ParseError, decimal_text, json_object, ms_to_ns, reading
+from streams.venue import (
+    Encoded,
+    Parsed,
+    ParseError,
+    all_decimal_text,
+    decimal_text,
+    json_object,
+    ms_to_ns,
+    reading,
+)
 
 __all__ = ["BinanceUsdmParser", "DepthSnapshotParser", "parse_depth_snapshot"]
 
@@ -29,6 +40,12 @@ class BinanceUsdmParser:
 
     venue: str = VENUE
     _diff_depth_symbols: set[str] = field(default_factory=set)  # whose REST snapshot this connection may carry
+
+    def encoded(self, frame_text: str | bytes, ts_recv_ns: int) -> Encoded | None:
+        """trade, aggTrade and bookTicker frames through the compiled path (byte-identical to `parse` + encode)."""
+        if not isinstance(frame_text, str):
+            return None
+        return binance_hot(frame_text, ts_recv_ns, self.venue)
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed:
         frame = json_object(frame_text)
@@ -226,7 +243,10 @@ def _bool(where: str, name: str, value: Any) -> bool:
 def _levels(where: str, name: str, levels: Any) -> tuple[BookLevel, ...]:
     if not isinstance(levels, list):
         raise ParseError(f"{where}: {name!r} is a {type(levels).__name__}, expected an array")
-    out = []
+    if all(type(level) is list and len(level) == 2 for level in levels) and all_decimal_text(
+            [text for level in levels for text in level]):
+        return tuple(BookLevel(price, size) for price, size in levels)
+    out = []  # something is wrong: find the first bad level, to name it
     for level in levels:
         if not isinstance(level, list) or len(level) != 2:
             raise ParseError(f"{where}: level {level!r} in {name!r} is not [price, size]")
@@ -240,6 +260,9 @@ class DepthSnapshotParser:
 
     url: str
     venue: str = VENUE
+
+    def encoded(self, frame_text: str | bytes, ts_recv_ns: int) -> Encoded | None:
+        return None  # REST replies are rare: no compiled path
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.url).query)

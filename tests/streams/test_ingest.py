@@ -68,11 +68,10 @@ def test_exact_repeat_of_a_liquidation_frame_is_dropped(liquidation_frames: Path
 
 
 @dataclass
-class EncodingSink:
+class EncodingSink(CountingSink):
     """Encodes every record as Kafka would: a record that does not fit its schema raises SerdeError."""
 
     serde: SingleObjectSerde = field(default_factory=SingleObjectSerde)
-    records: list[AvroRecord] = field(default_factory=list)
 
     def send_all(self, records: list[AvroRecord]) -> None:
         for record in records:
