@@ -38,8 +38,11 @@ def _parsers(frames: list[tuple[str, str, int, str]]) -> dict[tuple[str, str], F
 def _by_path(frames: list[tuple[str, str, int, str]]) -> tuple[list[tuple[str, str, int, str]], ...]:
     """The frames the compiled path takes, and the rest (which the Python parser takes)."""
     parsers = _parsers(frames)
-    compiled = [f for f in frames if parsers[(f[0], f[1])].encoded(f[3], f[2]) is not None]
-    return compiled, [f for f in frames if parsers[(f[0], f[1])].encoded(f[3], f[2]) is None]
+    compiled: list[tuple[str, str, int, str]] = []
+    python: list[tuple[str, str, int, str]] = []
+    for f in frames:
+        (python if parsers[(f[0], f[1])].encoded(f[3], f[2]) is None else compiled).append(f)
+    return compiled, python
 
 
 def _max_speed(settings: Settings, frames: list[tuple[str, str, int, str]]) -> tuple[float, float, int]:

@@ -21,7 +21,7 @@ class FeatureSpec:
     trade_windows_s: tuple[int, ...] = (5, 30, 60, 300)
     depth_levels: tuple[int, ...] = (1, 5, 20)
     open_interest_windows_s: tuple[int, ...] = (60, 300)
-    lateness_s: float = 1.0  # a record this much older than its symbol's newest is applied at the newest time
+    lateness_s: float = 1.0  # a trade or liquidation older than its symbol's newest by more is skipped
     version: int = 1
 
     def names(self) -> tuple[str, ...]:

@@ -8,7 +8,6 @@ state, and it never depends on later records.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -36,19 +35,19 @@ class SymbolFeatures:
 
     spec: FeatureSpec
     watermark_ns: int = -1  # newest event time applied
-    liq_sums: dict[float, WindowSums] = field(default_factory=dict)  # notional, count, long, short
+    liq_sums: dict[float, WindowSums] = field(init=False)  # notional, count, long, short
     burst_windows: deque[tuple[int, float]] = field(default_factory=deque)  # (window index, notional)
     largest: WindowMax = field(init=False)
     median: WindowMedian = field(init=False)
     last_liquidation_ns: int | None = None
-    trade_sums: dict[int, WindowSums] = field(default_factory=dict)  # buy, sell, count, px*qty, qty, r^2
+    trade_sums: dict[int, WindowSums] = field(init=False)  # buy, sell, count, px*qty, qty, r^2
     last_trade_price: float | None = None
     top: TopOfBook | None = None
     book: OrderBook | None = None
     funding_rate: float = _NAN
     next_funding_ns: int | None = None
     open_interest: float = _NAN
-    open_interest_then: dict[int, ValueAt] = field(default_factory=dict)
+    open_interest_then: dict[int, ValueAt] = field(init=False)
     recent_ids: deque[tuple[str, str]] = field(default_factory=deque)
     seen_ids: set[tuple[str, str]] = field(default_factory=set)
 
@@ -80,7 +79,7 @@ class SymbolFeatures:
         is_long = liq.position_side == "LONG"
         for sums in self.liq_sums.values():
             sums.add(ts_ns, (notional, 1.0, notional if is_long else 0.0, 0.0 if is_long else notional))
-        index = ts_ns // (self.spec.burst_window_s * NS_PER_S)
+        index = self._burst_index(ts_ns)
         if self.burst_windows and self.burst_windows[-1][0] == index:
             self.burst_windows[-1] = (index, self.burst_windows[-1][1] + notional)
         else:
@@ -124,7 +123,7 @@ class SymbolFeatures:
             sums.expire(now_ns)
         self.largest.expire(now_ns)
         self.median.expire(now_ns)
-        oldest = now_ns // (self.spec.burst_window_s * NS_PER_S) - self.spec.burst_baseline_windows
+        oldest = self._burst_index(now_ns) - self.spec.burst_baseline_windows
         while self.burst_windows and self.burst_windows[0][0] < oldest:
             self.burst_windows.popleft()
         for then in self.open_interest_then.values():
@@ -157,9 +156,13 @@ class SymbolFeatures:
         out += _calendar(now)
         return out
 
+    def _burst_index(self, ts_ns: int) -> int:
+        """Which burst window (of `spec.burst_window_s`, aligned to the epoch) a time falls in."""
+        return ts_ns // (self.spec.burst_window_s * NS_PER_S)
+
     def _burst_z(self, now_ns: int) -> float:
         current = self.liq_sums[self.spec.burst_window_s].sums[0]
-        index, n = now_ns // (self.spec.burst_window_s * NS_PER_S), self.spec.burst_baseline_windows
+        index, n = self._burst_index(now_ns), self.spec.burst_baseline_windows
         baseline = [notional for i, notional in self.burst_windows if index - n <= i < index]
         mean = sum(baseline) / n  # windows without a liquidation count as zero notional
         variance = sum((x - mean) ** 2 for x in baseline) + (n - len(baseline)) * mean**2
@@ -189,9 +192,8 @@ def _depth_imbalances(book: OrderBook | None, depths: tuple[int, ...]) -> list[f
     """(bid size - ask size) / both over the best n levels of each side, for each n."""
     if book is None or not book.bids or not book.asks:
         return [_NAN] * len(depths)
-    deepest = max(depths)
-    bids = [float(book.bids[p].size) for p in heapq.nlargest(deepest, book.bids)]
-    asks = [float(book.asks[p].size) for p in heapq.nsmallest(deepest, book.asks)]
+    top_bids, top_asks = book.top(max(depths))
+    bids, asks = [float(lv.size) for lv in top_bids], [float(lv.size) for lv in top_asks]
     out = []
     for n in depths:
         bid, ask = sum(bids[:n]), sum(asks[:n])

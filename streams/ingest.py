@@ -131,10 +131,8 @@ class Ingestor:
             outcome = self._send_all(parser.venue, parsed, ts_recv_ns)
         except SerdeError as exc:
             return self._reject(parser.venue, source, "encode", exc, frame, ts_recv_ns=ts_recv_ns)
-        except Exception as exc:  # a bug of ours must not stop the feed: keep the frame, count it, log it
-            log.exception("ingest failed on a frame from %s", source)
-            self.stats.internal_errors += 1
-            return self._reject(parser.venue, source, "ingest", exc, frame, ts_recv_ns=ts_recv_ns)
+        except Exception as exc:
+            return self._internal_error(parser.venue, source, exc, frame, ts_recv_ns)
         self.stats.frames[parsed.kind] += 1
         return outcome
 
@@ -158,14 +156,18 @@ class Ingestor:
         self._frames_metric(venue, hot.kind).inc()
         try:
             self.sink.send_encoded(hot)
-        except Exception as exc:  # as in on_frame: a bug of ours must not stop the feed
-            log.exception("ingest failed on a frame from %s", source)
-            self.stats.internal_errors += 1
-            return self._reject(venue, source, "ingest", exc, frame, ts_recv_ns=ts_recv_ns)
+        except Exception as exc:
+            return self._internal_error(venue, source, exc, frame, ts_recv_ns)
         self.stats.frames[hot.kind] += 1
         self.stats.records[hot.schema] += 1
         self._observe_latency(venue, hot.ts_exchange_ns, ts_recv_ns)
         return FrameOutcome(hot.kind, 1)
+
+    def _internal_error(self, venue: str, source: str, error: Exception, frame: str, ts_recv_ns: int) -> FrameOutcome:
+        """A bug of ours must not stop the feed: keep the frame, count it, log it."""
+        log.exception("ingest failed on a frame from %s", source)
+        self.stats.internal_errors += 1
+        return self._reject(venue, source, "ingest", error, frame, ts_recv_ns=ts_recv_ns)
 
     def _observe_latency(self, venue: str, exchange_ns: int, ts_recv_ns: int) -> None:
         to_receive, to_produce = self._latency_metrics(venue)

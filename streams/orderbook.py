@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -47,10 +48,14 @@ class OrderBook:
             self._best_ask = min(self.asks)
         return self.bids[self._best_bid], self.asks[self._best_ask]
 
+    def top(self, levels: int) -> tuple[list[BookLevel], list[BookLevel]]:
+        """The best `levels` bids (highest first) and asks (lowest first)."""
+        return ([self.bids[p] for p in heapq.nlargest(levels, self.bids)],
+                [self.asks[p] for p in heapq.nsmallest(levels, self.asks)])
+
     def checksum(self, levels: int = 25) -> int:
         """CRC32 of the top `levels` of each side as text: a cheap fingerprint to compare two books."""
-        bids = [self.bids[p] for p in sorted(self.bids, reverse=True)[:levels]]
-        asks = [self.asks[p] for p in sorted(self.asks)[:levels]]
+        bids, asks = self.top(levels)
         text = "|".join(f"{lv.price}:{lv.size}" for lv in (*bids, *asks))
         return zlib.crc32(text.encode())
 
