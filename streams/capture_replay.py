@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.records import AvroRecord
 from streams.bybit.parse import BybitPublicParser, parse_rest
 from streams.capture import CapturedFrame, CaptureError, read_capture
-from streams.ingest import Ingestor, IngestStats
+from streams.ingest import CountingSink, Ingestor, IngestStats
 from streams.venue import Encoded, FrameParser, Parsed
 
-__all__ = ["BybitRestParser", "make_parser", "replay_captures"]
+__all__ = ["BybitRestParser", "capture_records", "make_parser", "replay_captures"]
 
 DEFAULT_VENUES = {"bybit": "bybit-linear", "binance": "binance-usdm"}
 
@@ -62,6 +63,13 @@ def replay_captures(paths: Iterable[Path], ingestor: Ingestor, *, venue: str = "
             if n % 50_000 == 0:
                 say(f"  {path.name}: {n} frames")
     return ingestor.stats
+
+
+def capture_records(path: Path, venue: str) -> list[AvroRecord]:
+    """Every record the live path makes of a capture, in order, without Kafka (features, labels, tests)."""
+    sink = CountingSink()
+    replay_captures([path], Ingestor(sink), venue=venue, say=lambda _: None)
+    return sink.records
 
 
 class _Pace:

@@ -17,8 +17,7 @@ from decision.feature_spec import NS_PER_S, FeatureSpec
 from decision.features import FeatureEngine, MarketRecord, feature_history
 from liqbot.data import BINANCE_CAPTURE, BYBIT_CAPTURE, LIQUIDATION_FRAMES
 from schemas.records import BookUpdate, FeatureVector, Liquidation, Ticker, TopOfBook, Trade
-from streams.capture_replay import replay_captures
-from streams.ingest import CountingSink, Ingestor
+from streams.capture_replay import capture_records
 
 SPEC = FeatureSpec()
 NAMES = SPEC.names()
@@ -28,9 +27,8 @@ NAMES = SPEC.names()
 def real_records() -> tuple[MarketRecord, ...]:
     """The records the live path makes of the real captures: 20k Binance records first, then Bybit's."""
     def market(path: Path, venue: str) -> list[MarketRecord]:
-        sink = CountingSink()
-        replay_captures([path], Ingestor(sink), venue=venue, say=lambda _: None)
-        return [r for r in sink.records if isinstance(r, Liquidation | Trade | TopOfBook | BookUpdate | Ticker)]
+        kinds = Liquidation | Trade | TopOfBook | BookUpdate | Ticker
+        return [r for r in capture_records(path, venue) if isinstance(r, kinds)]
 
     bybit = market(BYBIT_CAPTURE, "bybit-linear")
     # the four liquidation frames span 2025-03 .. 2026-10: each goes before or after the 44 s capture, by time
