@@ -13,10 +13,11 @@ from typing import Any
 from liqbot.config import Settings
 from liqbot.errors import LiqbotError
 
-__all__ = ["machine", "percentile_ms", "report", "run_benchmark"]
+__all__ = ["BENCHMARKS", "NO_KAFKA", "machine", "percentile_ms", "report", "run_benchmark"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-BENCHMARKS = ("ingest", "serde")
+BENCHMARKS = ("ingest", "serde", "inference")
+NO_KAFKA = ("inference",)  # benchmarks that run without a broker: `liqbot bench` starts none for them
 _results_dir = RESULTS_DIR
 
 

@@ -89,9 +89,37 @@ def _schemas(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
-    from bench import run_benchmark
+    from bench import NO_KAFKA, run_benchmark
 
-    return run_benchmark(args.name, args.rest, stream_commands.ensure_services(args, settings), Path(args.results_dir))
+    if args.name not in NO_KAFKA:
+        settings = stream_commands.ensure_services(args, settings)
+    return run_benchmark(args.name, args.rest, settings, Path(args.results_dir))
+
+
+def _train(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from streams.capture_replay import DEFAULT_VENUES
+    from training.dataset import DEFAULT_CAPTURES, Capture
+    from training.registry import ModelRegistry
+    from training.train import train
+
+    missing = [f for f in args.captures if not Path(f).exists()]
+    if missing:
+        raise LiqbotError(f"capture not found: {', '.join(missing)} (the real data lives in ../shared/data)")
+    captures = [Capture(Path(f), DEFAULT_VENUES[args.venue]) for f in args.captures] or list(DEFAULT_CAPTURES)
+    version, meta = train(ModelRegistry(Path(args.models)) if args.models else ModelRegistry(), captures)
+    print(json.dumps({"version": version, "metrics": meta["metrics"]}))
+    return 0
+
+
+def _agents(args: argparse.Namespace, settings: Settings) -> int:
+    from agents.app import AgentOptions
+    from agents.worker import run_worker
+
+    options = AgentOptions(data_dir=settings.broker.home / "agents")
+    return run_worker(stream_commands.ensure_services(args, settings), options,
+                      loglevel="info" if args.verbose else "warning")
 
 
 def _test(args: argparse.Namespace, settings: Settings) -> int:
@@ -110,7 +138,9 @@ def _parser() -> argparse.ArgumentParser:
 
     _platform_commands(sub, remote)
     _stream_commands(sub, remote)
+    _agent_commands(sub, remote)
     _dev_commands(sub, remote)
+    _training_commands(sub)
     return parser
 
 
@@ -168,6 +198,13 @@ def _stream_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     imp.set_defaults(func=stream_commands.import_trades)
 
 
+def _agent_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
+    agents = sub.add_parser("agents", parents=[remote],
+                            help="the Faust agents: market topics to features, predictions and orders")
+    agents.add_argument("action", choices=["worker"], help="worker: one worker of the group (run more to scale)")
+    agents.set_defaults(func=_agents)
+
+
 def _dev_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     sch = sub.add_parser("schemas", help="check schemas/ against the released snapshot")
     sch.add_argument("action", choices=["check"])
@@ -184,6 +221,13 @@ def _dev_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     test.add_argument("rest", nargs=argparse.REMAINDER)
     test.set_defaults(func=_test)
 
+
+def _training_commands(sub: Subparsers) -> None:
+    train = sub.add_parser("train", help="fit the interim model on real captures, export ONNX, publish to the registry")
+    train.add_argument("captures", nargs="*", help="capture files (default: the real Binance and Bybit captures)")
+    train.add_argument("--venue", choices=["bybit", "binance"], default="bybit", help="venue of the given captures")
+    train.add_argument("--models", help="model registry directory (default: training/models, committed)")
+    train.set_defaults(func=_train)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

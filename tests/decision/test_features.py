@@ -6,36 +6,18 @@ import math
 import pickle
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import cache
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from decision.feature_spec import NS_PER_S, FeatureSpec
-from decision.features import FeatureEngine, MarketRecord, feature_history
-from liqbot.data import BINANCE_CAPTURE, BYBIT_CAPTURE, LIQUIDATION_FRAMES
-from schemas.records import BookUpdate, FeatureVector, Liquidation, Ticker, TopOfBook, Trade
-from streams.capture_replay import capture_records
+from decision.features import FeatureEngine, feature_history
+from schemas.records import BookUpdate, FeatureVector, Liquidation, TopOfBook, Trade
+from training.dataset import real_records
 
 SPEC = FeatureSpec()
 NAMES = SPEC.names()
-
-
-@cache
-def real_records() -> tuple[MarketRecord, ...]:
-    """The records the live path makes of the real captures: 20k Binance records first, then Bybit's."""
-    def market(path: Path, venue: str) -> list[MarketRecord]:
-        kinds = Liquidation | Trade | TopOfBook | BookUpdate | Ticker
-        return [r for r in capture_records(path, venue) if isinstance(r, kinds)]
-
-    bybit = market(BYBIT_CAPTURE, "bybit-linear")
-    # the four liquidation frames span 2025-03 .. 2026-10: each goes before or after the 44 s capture, by time
-    liquidations = sorted(market(LIQUIDATION_FRAMES, "bybit-linear"), key=lambda r: r.ts_event_ns)
-    start = bybit[0].ts_event_ns
-    return (*market(BINANCE_CAPTURE, "binance-usdm")[:20_000], *(r for r in liquidations if r.ts_event_ns < start),
-            *bybit, *(r for r in liquidations if r.ts_event_ns >= start))
 
 
 def same(a: Sequence[float], b: Sequence[float]) -> bool:

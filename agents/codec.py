@@ -1,0 +1,54 @@
+"""Agents' records in and out: Avro through the project's serde; what fails to decode goes to the dead letters."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from schemas.records import AvroRecord
+from streams.avro import SerdeError
+from streams.clients import Clients
+
+__all__ = ["AgentCodec"]
+
+log = logging.getLogger(__name__)
+
+
+class AgentCodec:
+    """Decodes consumed payloads and produces results with librdkafka (the partitioner ingest uses).
+
+    Every symbol-keyed topic must put a symbol in the same partition number, or the agents' joins (intents
+    with trades, say) would see different symbols; so outputs go through the same producer as ingest, not
+    through Faust's own.
+    """
+
+    def __init__(self, clients: Clients) -> None:
+        self.clients = clients
+        self._names = {spec.schema: clients.topics.name(spec) for spec in clients.topics.specs
+                       if spec.name != "deadletter"}
+        self.counts: Counter[str] = Counter()
+
+    def decode(self, topic: str, payload: bytes | None, key: bytes | None, partition: int,
+               offset: int) -> AvroRecord | None:
+        """The record, or None after dead-lettering a payload that is not one."""
+        try:
+            record = self.clients.serde.decode(topic, payload or b"")
+        except SerdeError as exc:
+            self.counts["dead_lettered"] += 1
+            self.clients.dead_letters.send(source=topic, stage="agent-decode", error=exc, raw=payload or b"",
+                                           key=key, partition=partition, offset=offset)
+            return None
+        self.counts["consumed"] += 1
+        return record
+
+    def send(self, record: AvroRecord) -> None:
+        """Produce to the topic that carries the record's schema, keyed like every market topic."""
+        self.clients.producer.send(self._names[record.SCHEMA], record, record.kafka_key())
+        self.counts[f"sent:{record.SCHEMA}"] += 1
+
+    def topic(self, logical: str) -> str:
+        return self.clients.topics.name(logical)
+
+    def flush(self) -> None:
+        """Every record sent so far is on the broker (before a snapshot claims it was)."""
+        self.clients.producer.drain()
