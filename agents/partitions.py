@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from agents.changelog import StateChangelog
 from agents.codec import AgentCodec
+from streams.merge import EventTimeMerge
 
 __all__ = ["PartitionStates", "Slot"]
 
@@ -32,7 +34,9 @@ class Slot(Generic[S]):
     state: S
     applied: dict[str, int] = field(default_factory=dict)
     held: list[Any] = field(default_factory=list)  # Faust events not acknowledged yet
+    merge: EventTimeMerge[Any] = field(default_factory=EventTimeMerge)
     snapshot_at: float = field(default_factory=time.monotonic)
+    last_event_at: float = field(default_factory=time.monotonic)
 
     def fresh(self, topic: str, offset: int) -> bool:
         """False for an event this state already contains (a redelivery after a restart)."""
@@ -42,48 +46,56 @@ class Slot(Generic[S]):
 class PartitionStates(Generic[S]):
     """Slots of the partitions this worker owns; `done` snapshots a slot when it is due."""
 
-    def __init__(self, table: Any, factory: Callable[[], S], codec: AgentCodec, *, version: str,
+    def __init__(self, changelog: StateChangelog, factory: Callable[[], S], codec: AgentCodec, *, version: str,
                  every_s: float) -> None:
-        self._table = table
+        self._changelog = changelog
         self._factory = factory
         self._codec = codec
         self._version = version  # state written by other code (another feature spec, say) is not loaded
         self._every_s = every_s
-        self._slots: dict[int, Slot[S]] = {}
+        self.slots: dict[int, Slot[S]] = {}
         self.snapshots = 0
 
     def slot(self, partition: int) -> Slot[S]:
-        slot = self._slots.get(partition)
+        slot = self.slots.get(partition)
         if slot is None:
-            slot = self._slots[partition] = self._load(partition)
+            slot = self.slots[partition] = self._load(partition)
+        slot.last_event_at = time.monotonic()
         return slot
 
-    async def done(self, slot: Slot[S], event: Any, topic: str, offset: int) -> None:
-        """`event` is folded into `slot`; snapshot and acknowledge when the interval has passed."""
-        slot.applied[topic] = max(offset, slot.applied.get(topic, -1))
+    def done(self, slot: Slot[S], event: Any, topic: str, offset: int) -> None:
+        """`event` is folded into `slot` (or needs nothing): it is acknowledged with the next snapshot."""
+        if offset > slot.applied.get(topic, -1):
+            slot.applied[topic] = offset
         slot.held.append(event)
-        if time.monotonic() - slot.snapshot_at >= self._every_s:
-            await self.snapshot(slot)
+
+    def due(self, slot: Slot[S]) -> bool:
+        return bool(slot.held) and time.monotonic() - slot.snapshot_at >= self._every_s
+
+    async def snapshot_due(self) -> None:
+        """The agent's timer: every slot with unacknowledged events whose interval has passed."""
+        for slot in list(self.slots.values()):
+            if self.due(slot):
+                await self.snapshot(slot)
 
     async def snapshot(self, slot: Slot[S]) -> None:
-        """Outputs first, then the state that claims them, then the acks (the caller's event is of this slot)."""
+        """Outputs first, then the state that claims them, then the acks."""
+        held, slot.held = slot.held, []
         self._codec.flush()
-        self._table[_key(slot.partition)] = pickle.dumps((self._version, slot.state, slot.applied),
-                                                         protocol=pickle.HIGHEST_PROTOCOL)
-        await self._table.app.producer.flush()
-        for event in slot.held:
+        blob = pickle.dumps((self._version, slot.state, slot.applied), protocol=pickle.HIGHEST_PROTOCOL)
+        self._changelog.write(slot.partition, _key(slot.partition), blob)
+        for event in held:
             event.ack()
-        slot.held.clear()
         slot.snapshot_at = time.monotonic()
         self.snapshots += 1
 
     def revoke(self, partitions: set[int]) -> None:
         """Forget partitions another worker now owns; their unacknowledged events are that worker's again."""
         for partition in partitions:
-            self._slots.pop(partition, None)
+            self.slots.pop(partition, None)
 
     def _load(self, partition: int) -> Slot[S]:
-        blob = self._table.get(_key(partition))
+        blob = self._changelog.read(partition, _key(partition))
         if blob is None:
             return Slot(partition, self._factory())
         version, state, applied = pickle.loads(blob)

@@ -12,7 +12,9 @@ import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from decision.arms import entry_side
 from decision.feature_spec import NS_PER_S, FeatureSpec
+from decision.ids import RecentIds
 from decision.windows import ValueAt, WindowMax, WindowMedian, WindowSums
 from schemas.records import BookUpdate, FeatureVector, Liquidation, Ticker, TopOfBook, Trade
 from streams.orderbook import OrderBook
@@ -48,8 +50,7 @@ class SymbolFeatures:
     next_funding_ns: int | None = None
     open_interest: float = _NAN
     open_interest_then: dict[int, ValueAt] = field(init=False)
-    recent_ids: deque[tuple[str, str]] = field(default_factory=deque)
-    seen_ids: set[tuple[str, str]] = field(default_factory=set)
+    seen: RecentIds = field(default_factory=lambda: RecentIds(_RECENT_IDS))
 
     def __post_init__(self) -> None:
         s = self.spec
@@ -102,7 +103,7 @@ class SymbolFeatures:
             self.book = OrderBook()
             self.book.reset(update)
         elif update.update_type == "RESYNC":
-            self.book = None  # unknown until the next snapshot: depth features are NaN meanwhile
+            self.book = self.top = None  # unknown until the next snapshot: book features are NaN meanwhile
         elif self.book is not None:
             self.book.apply(update)
 
@@ -177,16 +178,6 @@ class SymbolFeatures:
             spread, micro_dev = (ask - bid) / mid * 1e4, (self.top.microprice - mid) / mid * 1e4
         return [spread, micro_dev, *_depth_imbalances(self.book, self.spec.depth_levels)]
 
-    def remember(self, key: tuple[str, str]) -> bool:
-        """False when this record was seen recently (a redelivery)."""
-        if key in self.seen_ids:
-            return False
-        self.seen_ids.add(key)
-        self.recent_ids.append(key)
-        if len(self.recent_ids) > _RECENT_IDS:
-            self.seen_ids.discard(self.recent_ids.popleft())
-        return True
-
 
 def _depth_imbalances(book: OrderBook | None, depths: tuple[int, ...]) -> list[float]:
     """(bid size - ask size) / both over the best n levels of each side, for each n."""
@@ -243,7 +234,7 @@ class FeatureEngine:
         if windowed and ts_ns < state.watermark_ns - self.spec.lateness_s * NS_PER_S:
             self.counts["late"] += 1
             return False
-        if not state.remember((record.SCHEMA, record.event_id)):
+        if not state.seen.remember(f"{record.SCHEMA}|{record.event_id}"):
             self.counts["duplicate"] += 1
             return False
         if ts_ns < state.watermark_ns:
@@ -254,12 +245,16 @@ class FeatureEngine:
         return True
 
     def vector(self, record: MarketRecord) -> FeatureVector:
-        """The features of `record`'s symbol at the symbol's watermark, tagged with the record's ids."""
+        """The features of `record`'s symbol at the symbol's watermark, tagged with the record's ids.
+
+        At a liquidation the vector also says which entry the decision point calls for.
+        """
         state = self.symbols[(record.venue, record.symbol)]
         return FeatureVector(
             venue=record.venue, symbol=record.symbol, event_id=record.event_id,
             ts_event_ns=state.watermark_ns, ts_recv_ns=record.ts_recv_ns,
             feature_spec=self.fingerprint, values=tuple(state.values()),
+            side=entry_side(record.position_side) if isinstance(record, Liquidation) else None,
         )
 
 

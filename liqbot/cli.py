@@ -102,7 +102,14 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     from streams.capture_replay import DEFAULT_VENUES
     from training.dataset import DEFAULT_CAPTURES, Capture
     from training.registry import ModelRegistry
-    from training.train import train
+    from training.train import train, train_scenario
+
+    if args.scenario:  # SYNTHETIC: its own registry (training/scenario_models) unless --models says otherwise
+        if args.captures:
+            raise LiqbotError("--scenario fits on the synthetic scenario alone: give no capture files with it")
+        version, meta = train_scenario(ModelRegistry(Path(args.models)) if args.models else None)
+        print(json.dumps({"version": version, "synthetic": True, "metrics": meta["metrics"]}))
+        return 0
 
     missing = [f for f in args.captures if not Path(f).exists()]
     if missing:
@@ -117,7 +124,8 @@ def _agents(args: argparse.Namespace, settings: Settings) -> int:
     from agents.app import AgentOptions
     from agents.worker import run_worker
 
-    options = AgentOptions(data_dir=settings.broker.home / "agents")
+    options = AgentOptions(data_dir=settings.broker.home / "agents",
+                           models_dir=Path(args.models) if args.models else None)
     return run_worker(stream_commands.ensure_services(args, settings), options,
                       loglevel="info" if args.verbose else "warning")
 
@@ -202,6 +210,7 @@ def _agent_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     agents = sub.add_parser("agents", parents=[remote],
                             help="the Faust agents: market topics to features, predictions and orders")
     agents.add_argument("action", choices=["worker"], help="worker: one worker of the group (run more to scale)")
+    agents.add_argument("--models", help="model registry directory (default: training/models, committed)")
     agents.set_defaults(func=_agents)
 
 
@@ -226,7 +235,11 @@ def _training_commands(sub: Subparsers) -> None:
     train = sub.add_parser("train", help="fit the interim model on real captures, export ONNX, publish to the registry")
     train.add_argument("captures", nargs="*", help="capture files (default: the real Binance and Bybit captures)")
     train.add_argument("--venue", choices=["bybit", "binance"], default="bybit", help="venue of the given captures")
-    train.add_argument("--models", help="model registry directory (default: training/models, committed)")
+    train.add_argument("--models", help="model registry directory (default: training/models, committed; "
+                                        "with --scenario: training/scenario_models)")
+    train.add_argument("--scenario", choices=["wick"],
+                       help="fit on the SYNTHETIC liquidation-wick scenario (training/scenario.py) instead, to "
+                            "exercise the order path")
     train.set_defaults(func=_train)
 
 

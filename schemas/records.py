@@ -19,6 +19,7 @@ __all__ = [
     "Liquidation",
     "Liquidity",
     "OpenInterest",
+    "OrderCancel",
     "OrderEvent",
     "OrderIntent",
     "OrderStatus",
@@ -238,6 +239,7 @@ class FeatureVector(AvroRecord):
     ts_recv_ns: int
     feature_spec: str
     values: tuple[float, ...]
+    side: Side | None = None
 
     def to_avro(self) -> dict[str, Any]:
         datum = {name: getattr(self, name) for name in _field_names(FeatureVector)}
@@ -307,6 +309,18 @@ class OrderIntent(AvroRecord):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OrderCancel(AvroRecord):
+    SCHEMA: ClassVar[str] = "liqbot.OrderCancel"
+    venue: str
+    symbol: str
+    event_id: str
+    ts_event_ns: int
+    ts_recv_ns: int
+    client_order_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OrderEvent(AvroRecord):
     SCHEMA: ClassVar[str] = "liqbot.OrderEvent"
     venue: str
@@ -366,6 +380,6 @@ RECORD_TYPES: dict[str, type[AvroRecord]] = {
     cls.SCHEMA: cls
     for cls in (
         Trade, Liquidation, BookUpdate, TopOfBook, Ticker, Instrument, OpenInterest, FundingRate, FeatureVector,
-        Prediction, OrderIntent, OrderEvent, Position, DeadLetter,
+        Prediction, OrderIntent, OrderCancel, OrderEvent, Position, DeadLetter,
     )
 }

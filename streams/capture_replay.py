@@ -11,7 +11,7 @@ from schemas.records import AvroRecord
 from streams.bybit.parse import BybitPublicParser, parse_rest
 from streams.capture import CapturedFrame, CaptureError, read_capture
 from streams.ingest import CountingSink, Ingestor, IngestStats
-from streams.venue import Encoded, FrameParser, Parsed
+from streams.venue import BookStep, Encoded, FrameParser, NativeBooks, Parsed
 
 __all__ = ["BybitRestParser", "capture_records", "make_parser", "replay_captures"]
 
@@ -25,7 +25,7 @@ class BybitRestParser:
     venue: str
     url: str = "/v5/market/instruments-info"  # older captures recorded only instrument listings
 
-    def encoded(self, frame_text: str | bytes, ts_recv_ns: int) -> Encoded | None:
+    def encoded(self, frame_text: str | bytes, ts_recv_ns: int, books: NativeBooks) -> Encoded | BookStep | None:
         return None  # REST replies are rare: no compiled path
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed:

@@ -12,10 +12,8 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from typing import Protocol
-
-from prometheus_client import Counter as CounterChild
 
 import schemas
 from schemas.records import RECORD_TYPES, AvroRecord, BookUpdate
@@ -27,14 +25,14 @@ from streams.metrics import (
     GAPS,
     PARSE_ERRORS,
     RECEIVE_TO_PRODUCE,
-    HotHistogramChild,
+    HotCounterChild,
 )
 from streams.orderbook import BookBuilder
 from streams.producer import RecordProducer
 from streams.topics import TopicRegistry
-from streams.venue import Encoded, FrameParser, Parsed, ParseError
+from streams.venue import BookStep, Encoded, FrameParser, Parsed, ParseError
 
-__all__ = ["CountingSink", "FrameOutcome", "IngestStats", "Ingestor", "KafkaSink", "RecordSink"]
+__all__ = ["CountingSink", "FrameOutcome", "IngestStats", "Ingestor", "KafkaSink", "RecordSink", "decoded"]
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +56,17 @@ class KafkaSink:
 
     def __post_init__(self) -> None:
         self._names = {spec.schema: self.topics.name(spec) for spec in self.topics.specs}
+        self._framing: dict[str, tuple[str, bytes]] = {}  # schema: its topic, the serde's header there
 
     def send_all(self, records: list[AvroRecord]) -> None:
         self.producer.send_all([(self._names[r.SCHEMA], r, r.kafka_key()) for r in records])
 
     def send_encoded(self, item: Encoded) -> None:
-        self.producer.send_encoded(self._names[item.schema], item.schema, item.body, item.key)
+        framing = self._framing.get(item.schema)
+        if framing is None:
+            topic = self._names[item.schema]
+            framing = self._framing[item.schema] = (topic, self.producer.header(topic, item.schema))
+        self.producer.send_raw(framing[0], framing[1] + item.body, item.key)
 
 
 @dataclass
@@ -76,7 +79,12 @@ class CountingSink:
         self.records.extend(records)
 
     def send_encoded(self, item: Encoded) -> None:
-        self.records.append(RECORD_TYPES[item.schema].from_avro(decode_body(schemas.load(item.schema), item.body)))
+        self.records.append(decoded(item))
+
+
+def decoded(item: Encoded) -> AvroRecord:
+    """The typed record of an encoded one."""
+    return RECORD_TYPES[item.schema].from_avro(decode_body(schemas.load(item.schema), item.body))
 
 
 @dataclass
@@ -104,6 +112,34 @@ class FrameOutcome:
     resync_topic: str = ""
 
 
+class _Meters:
+    """One venue's per-frame metrics, looked up once: the hot loop updates all of them in two calls."""
+
+    __slots__ = ("frames", "to_produce", "to_receive", "venue")
+
+    def __init__(self, venue: str) -> None:
+        self.venue = venue
+        self.frames: dict[str, HotCounterChild] = {}  # by kind
+        self.to_receive, self.to_produce = EXCHANGE_TO_RECEIVE.labels(venue), RECEIVE_TO_PRODUCE.labels(venue)
+
+    def frame(self, kind: str) -> None:
+        child = self.frames.get(kind)
+        if child is None:
+            child = self.frames[kind] = FRAMES_RECEIVED.labels(self.venue, kind)
+        child.value += 1
+
+    def latency(self, exchange_ns: int, ts_recv_ns: int, now_ns: int) -> None:
+        to_receive, to_produce = ts_recv_ns - exchange_ns, now_ns - ts_recv_ns
+        # Clocks may disagree: a negative latency counts as 0 (a conditional: max() costs 4x as much per frame).
+        self.to_receive.observe((to_receive if to_receive > 0 else 0) / 1e9)
+        self.to_produce.observe((to_produce if to_produce > 0 else 0) / 1e9)
+
+
+@lru_cache(maxsize=1024)
+def _outcome(kind: str, records: int, resync_topic: str = "") -> FrameOutcome:
+    return FrameOutcome(kind, records, resync_topic)  # immutable, so shared: one per (kind, count) on the hot path
+
+
 @dataclass
 class Ingestor:
     sink: RecordSink
@@ -112,17 +148,40 @@ class Ingestor:
     stats: IngestStats = field(default_factory=IngestStats)
     books: BookBuilder = field(default_factory=BookBuilder)
     _recent_liquidation_frames: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+    _meters: dict[str, _Meters] = field(default_factory=dict)
 
     def on_frame(self, parser: FrameParser, frame: str, ts_recv_ns: int, source: str) -> FrameOutcome:
         """Parse one frame and send what it yields; never raises for bad input."""
-        hot = parser.encoded(frame, ts_recv_ns)
-        if hot is not None:
-            return self._send_encoded(parser.venue, hot, frame, ts_recv_ns, source)
+        hot = parser.encoded(frame, ts_recv_ns, self.books.native)
+        if hot is None:
+            return self._parse(parser, frame, ts_recv_ns, source)
+        venue, kind = parser.venue, hot.kind
+        meters = self._meters.get(venue) or self._venue_meters(venue)
+        meters.frame(kind)
+        try:
+            if type(hot) is Encoded:
+                self.sink.send_encoded(hot)
+                self.stats.records[hot.schema] += 1
+                outcome = _outcome(kind, 1)
+            else:
+                outcome = _outcome(kind, self._send_step(venue, hot), hot.topic if hot.gap else "")
+        except Exception as exc:
+            return self._internal_error(venue, source, exc, frame, ts_recv_ns)
+        self.stats.frames[kind] += 1
+        meters.latency(hot.ts_exchange_ns, ts_recv_ns, self.clock_ns())
+        return outcome
+
+    def reject(self, venue: str, source: str, error: Exception, raw: str, ts_recv_ns: int) -> FrameOutcome:
+        """A line or message that never became a frame (unreadable capture line, binary message)."""
+        return self._reject(venue, source, "parse", error, raw, ts_recv_ns=ts_recv_ns)
+
+    def _parse(self, parser: FrameParser, frame: str, ts_recv_ns: int, source: str) -> FrameOutcome:
+        """The Python path: the parser's records, book updates through the books."""
         try:
             parsed = parser.parse(frame, ts_recv_ns)
         except ParseError as exc:
             return self._reject(parser.venue, source, "parse", exc, frame, ts_recv_ns=ts_recv_ns)
-        self._frames_metric(parser.venue, parsed.kind).inc()
+        self._venue_meters(parser.venue).frame(parsed.kind)
         if parsed.kind == "liquidation" and self._is_repeat(frame):
             self.stats.frames["repeated"] += 1
             self.stats.repeated_frames += 1
@@ -136,32 +195,30 @@ class Ingestor:
         self.stats.frames[parsed.kind] += 1
         return outcome
 
-    def reject(self, venue: str, source: str, error: Exception, raw: str, ts_recv_ns: int) -> FrameOutcome:
-        """A line or message that never became a frame (unreadable capture line, binary message)."""
-        return self._reject(venue, source, "parse", error, raw, ts_recv_ns=ts_recv_ns)
-
     def _send_all(self, venue: str, parsed: Parsed, ts_recv_ns: int) -> FrameOutcome:
-        outputs = [out for record in parsed.records for out in self._book_checked(record)]
-        self.sink.send_all(outputs)
-        resync = ""
-        for out in outputs:
-            self.stats.records[out.SCHEMA] += 1
-            if isinstance(out, BookUpdate) and out.update_type == "RESYNC":
-                resync = parsed.topic
+        # Book updates first: one the schema refuses raises SerdeError before the book or the sink saw it.
+        steps = [self.books.apply(r) for r in parsed.records if isinstance(r, BookUpdate)]
+        records = [r for r in parsed.records if not isinstance(r, BookUpdate)]
+        self.sink.send_all(records)
+        for record in records:
+            self.stats.records[record.SCHEMA] += 1
+        sent = len(records) + sum(self._send_step(venue, step) for step in steps)
         if parsed.records:
-            self._observe_latency(venue, getattr(parsed.records[0], "ts_exchange_ns", ts_recv_ns), ts_recv_ns)
-        return FrameOutcome(parsed.kind, len(outputs), resync)
+            exchange_ns = getattr(parsed.records[0], "ts_exchange_ns", ts_recv_ns)
+            self._venue_meters(venue).latency(exchange_ns, ts_recv_ns, self.clock_ns())
+        return FrameOutcome(parsed.kind, sent, parsed.topic if any(step.gap for step in steps) else "")
 
-    def _send_encoded(self, venue: str, hot: Encoded, frame: str, ts_recv_ns: int, source: str) -> FrameOutcome:
-        self._frames_metric(venue, hot.kind).inc()
-        try:
-            self.sink.send_encoded(hot)
-        except Exception as exc:
-            return self._internal_error(venue, source, exc, frame, ts_recv_ns)
-        self.stats.frames[hot.kind] += 1
-        self.stats.records[hot.schema] += 1
-        self._observe_latency(venue, hot.ts_exchange_ns, ts_recv_ns)
-        return FrameOutcome(hot.kind, 1)
+    def _send_step(self, venue: str, step: BookStep) -> int:
+        """Send what a book update produced, count a gap or a dropped delta; returns the records sent."""
+        for item in step.records:
+            self.sink.send_encoded(item)
+            self.stats.records[item.schema] += 1
+        if step.gap:
+            self.stats.gaps += 1
+            GAPS.labels(venue).inc()
+        if step.dropped:
+            self.stats.dropped_deltas += 1
+        return len(step.records)
 
     def _internal_error(self, venue: str, source: str, error: Exception, frame: str, ts_recv_ns: int) -> FrameOutcome:
         """A bug of ours must not stop the feed: keep the frame, count it, log it."""
@@ -169,31 +226,8 @@ class Ingestor:
         self.stats.internal_errors += 1
         return self._reject(venue, source, "ingest", error, frame, ts_recv_ns=ts_recv_ns)
 
-    def _observe_latency(self, venue: str, exchange_ns: int, ts_recv_ns: int) -> None:
-        to_receive, to_produce = self._latency_metrics(venue)
-        to_receive.observe(max(0, ts_recv_ns - exchange_ns) / 1e9)
-        to_produce.observe(max(0, self.clock_ns() - ts_recv_ns) / 1e9)
-
-    def _book_checked(self, record: AvroRecord) -> tuple[AvroRecord, ...]:
-        if not isinstance(record, BookUpdate):
-            return (record,)
-        step = self.books.apply(record)
-        if step.gap:
-            self.stats.gaps += 1
-            GAPS.labels(record.venue).inc()
-        if step.dropped:
-            self.stats.dropped_deltas += 1
-        return step.records
-
-    @staticmethod
-    @cache
-    def _frames_metric(venue: str, kind: str) -> CounterChild:
-        return FRAMES_RECEIVED.labels(venue, kind)  # labels() costs a lookup per frame otherwise
-
-    @staticmethod
-    @cache
-    def _latency_metrics(venue: str) -> tuple[HotHistogramChild, HotHistogramChild]:
-        return EXCHANGE_TO_RECEIVE.labels(venue), RECEIVE_TO_PRODUCE.labels(venue)
+    def _venue_meters(self, venue: str) -> _Meters:
+        return self._meters.get(venue) or self._meters.setdefault(venue, _Meters(venue))  # once per venue
 
     def _is_repeat(self, frame: str) -> bool:
         digest = hashlib.blake2b(frame.encode(), digest_size=16).digest()

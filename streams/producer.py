@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -11,7 +12,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from liqbot.config import KafkaSettings
 from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
-from streams.metrics import PRODUCE_FAILURES, RECORDS_PRODUCED
+from streams.metrics import PRODUCE_FAILURES, RECORDS_PRODUCED, HotCounterChild
 from streams.serde import Serde
 
 __all__ = ["RecordProducer", "producer_config"]
@@ -19,6 +20,10 @@ __all__ = ["RecordProducer", "producer_config"]
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str | bytes | None]]
+
+# Delivery callbacks are served at most this often while sending: a poll per message cost as much as the
+# produce itself, and at a low rate every send still polls.
+_POLL_INTERVAL_NS = 1_000_000
 
 
 def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
@@ -40,8 +45,12 @@ class RecordProducer:
     """Encodes typed records with the serde and produces them keyed by symbol (or any key)."""
 
     def __init__(self, settings: KafkaSettings, serde: Serde, **overrides: Any) -> None:
-        self._producer = Producer(producer_config(settings, **overrides))
+        # One delivery callback for the producer, not one per message: produce() then takes positional arguments
+        # only, which saves a third of its cost (keyword parsing and a callback object per message).
+        self._producer = Producer({**producer_config(settings, **overrides), "on_delivery": self._on_delivery})
         self._serde = serde
+        self._acked: dict[str, HotCounterChild] = {}  # RECORDS_PRODUCED by topic, looked up once per topic
+        self._polled_ns = 0
         self.delivered = 0
         self.failed = 0
         # librdkafka retries broker errors itself; a full local queue is the one case left to us.
@@ -63,20 +72,29 @@ class RecordProducer:
         for topic, value, key in payloads:
             self.send_raw(topic, value, key)
 
-    def send_encoded(self, topic: str, schema: str, body: bytes, key: str | bytes) -> None:
-        """Enqueue an Avro body encoded elsewhere (the compiled ingest path), framed for `schema`."""
-        self.send_raw(topic, self._serde.header(topic, schema) + body, key)
+    def header(self, topic: str, schema: str) -> bytes:
+        """The serde's bytes before an Avro body of `schema` on `topic` (bodies the compiled ingest path encoded)."""
+        return self._serde.header(topic, schema)
 
     def send_raw(self, topic: str, value: bytes, key: str | bytes | None, headers: Headers | None = None) -> None:
-        """Enqueue bytes as they are (dead letters, benchmarks)."""
+        """Enqueue bytes as they are (dead letters, bodies the compiled ingest path encoded, benchmarks)."""
         try:
-            self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
-        except BufferError:  # the local queue is full: serve callbacks and retry, with backoff
-            for attempt in self._retry:
-                with attempt:
-                    self._producer.produce(topic, value=value, key=key, headers=headers,
-                                           on_delivery=self._on_delivery)
-        self._producer.poll(0)
+            if headers is None:
+                self._producer.produce(topic, value, key)
+            else:
+                self._producer.produce(topic, value, key, headers=headers)
+        except BufferError:
+            self._retry_produce(topic, value, key, headers)
+        now_ns = time.monotonic_ns()
+        if now_ns - self._polled_ns >= _POLL_INTERVAL_NS:
+            self._polled_ns = now_ns
+            self._producer.poll(0)
+
+    def _retry_produce(self, topic: str, value: bytes, key: str | bytes | None, headers: Headers | None) -> None:
+        """The local queue is full: serve callbacks and retry, with backoff."""
+        for attempt in self._retry:
+            with attempt:
+                self._producer.produce(topic, value, key, headers=headers)
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for every enqueued record; returns how many are still undelivered."""
@@ -98,7 +116,10 @@ class RecordProducer:
         topic = msg.topic() or "?"
         if err is None:
             self.delivered += 1
-            RECORDS_PRODUCED.labels(topic).inc()
+            acked = self._acked.get(topic)
+            if acked is None:
+                acked = self._acked[topic] = RECORDS_PRODUCED.labels(topic)
+            acked.value += 1
             return
         self.failed += 1
         PRODUCE_FAILURES.labels(topic).inc()

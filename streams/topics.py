@@ -55,6 +55,8 @@ TOPICS: tuple[TopicSpec, ...] = (
               doc="Per-arm expected net return and fill probability."),
     TopicSpec(name="orders.intents", schema="liqbot.OrderIntent", key="symbol", retention_ms=90 * _DAY_MS,
               doc="Orders that passed every risk rule."),
+    TopicSpec(name="orders.cancels", schema="liqbot.OrderCancel", key="symbol", retention_ms=90 * _DAY_MS,
+              doc="Cancel requests from the risk rules (dead-man, kill switch, halt, breaker)."),
     TopicSpec(name="orders.events", schema="liqbot.OrderEvent", key="symbol", retention_ms=90 * _DAY_MS,
               doc="Accepted, rejected, filled, cancelled, expired."),
     TopicSpec(name="positions", schema="liqbot.Position", key="symbol", retention_ms=90 * _DAY_MS,

@@ -9,14 +9,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from liqbot_native import Encoded  # the compiled path's record (streams/native)
+from liqbot_native import BookBuilder as NativeBooks  # the compiled path (streams/native)
+from liqbot_native import BookStep, Encoded
 
 from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
 
 __all__ = [
-    "Encoded", "FrameParser", "ParseError", "Parsed", "all_decimal_text", "decimal_text", "json_object", "ms_to_ns",
-    "reading", "text_field",
+    "BookStep", "Encoded", "FrameParser", "NativeBooks", "ParseError", "Parsed", "all_decimal_text", "decimal_text",
+    "json_object", "ms_to_ns", "reading", "text_field",
 ]
 
 _NS_PER_MS = 1_000_000
@@ -42,8 +43,11 @@ class FrameParser(Protocol):
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed: ...
 
-    def encoded(self, frame_text: str | bytes, ts_recv_ns: int) -> Encoded | None:
-        """The frame's record already encoded when the compiled path takes the frame, else None (then `parse`)."""
+    def encoded(self, frame_text: str | bytes, ts_recv_ns: int, books: NativeBooks) -> Encoded | BookStep | None:
+        """The frame through the compiled path when it takes it, else None (then `parse`).
+
+        Its one record encoded, or the step of its book update applied to `books` (the ingest's books).
+        """
         ...
 
 

@@ -24,6 +24,7 @@ from tenacity import (
 )
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.typing import LoggerLike
 
 from streams.metrics import RECONNECTS
 
@@ -57,6 +58,8 @@ class ReconnectingSocket:
     on_open: Hook
     on_message: OnMessage
     keepalive: Hook | None = None  # runs beside the reader, cancelled when the connection ends
+    # what the websockets library logs to (every frame at DEBUG); None: its own `websockets.client` logger
+    ws_logger: LoggerLike | None = None
     reconnects: int = 0
     last_message_ns: int = 0
 
@@ -83,7 +86,7 @@ class ReconnectingSocket:
 
     async def _session(self, stop: asyncio.Event) -> None:
         try:
-            ws = await connect(self.url, ping_interval=None, max_size=2**24, open_timeout=10)
+            ws = await connect(self.url, ping_interval=None, max_size=2**24, open_timeout=10, logger=self.ws_logger)
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise _ConnectError(str(exc)) from exc
         keepalive: asyncio.Task[None] | None = asyncio.create_task(self.keepalive(ws)) if self.keepalive else None

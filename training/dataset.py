@@ -1,9 +1,11 @@
 """Training rows from real captures: features at decision points by the live feature code, labels by `WickOrder`.
 
-Decision points (interim, until captures hold liquidation bursts): per (venue, symbol), the first trade of every
-1-second event-time bucket. The real captures hold no liquidation burst to decide on (the Bybit one has none, the
-Binance one has no liquidation stream), so this model learns how wick orders fare in ordinary flow. Each point gives
-two entries, a buy and a sell, each scored for every arm of the grid.
+Decision points of the real captures (interim, until they hold liquidation bursts): per (venue, symbol), the first
+trade of every 1-second event-time bucket (`EverySecond`). The real captures hold no liquidation burst to decide on
+(the Bybit one has none, the Binance one has no liquidation stream), so this model learns how wick orders fare in
+ordinary flow. Each such point gives two entries, a buy and a sell, each scored for every arm of the grid. The
+SYNTHETIC scenario (training/scenario.py) decides at every liquidation instead (`AtLiquidations`), as the mission
+does, for the one entry side the liquidation calls for.
 
 Labels: a `WickOrder` at `limit_price(mid, side, delta)`, placed at the decision trade's time, run over the same
 symbol's later trades (the tape) and funding times until it expires or closes. `filled` is whether it reached OPEN,
@@ -19,12 +21,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from decision.arms import Arm, ArmGrid, limit_price
+from decision.arms import Arm, ArmGrid, entry_side, limit_price
 from decision.feature_spec import NS_PER_S, FeatureSpec
 from decision.features import FeatureEngine, MarketRecord
 from decision.orders import ExitRule, Fees, WickOrder
@@ -34,9 +36,9 @@ from liqbot.errors import LiqbotError
 from schemas.records import BookUpdate, FeatureVector, Liquidation, Side, Ticker, TopOfBook, Trade
 from streams.capture_replay import capture_records
 
-__all__ = ["DEFAULT_CAPTURES", "SIDES", "Capture", "CaptureSummary", "Dataset", "DecisionPoint", "DecisionPoints",
-           "Label", "Tape", "build_dataset", "decision_points", "horizon_ns", "label", "market_records", "point_labels",
-           "real_records"]
+__all__ = ["DEFAULT_CAPTURES", "SIDES", "AtLiquidations", "Capture", "CaptureSummary", "Dataset", "DecisionPoint",
+           "DecisionPoints", "DecisionRule", "EverySecond", "Label", "Source", "Tape", "build_dataset",
+           "decision_points", "horizon_ns", "label", "market_records", "point_labels", "real_records"]
 
 _NS_PER_MS = 1_000_000
 SIDES: tuple[Side, Side] = ("BUY", "SELL")
@@ -75,11 +77,13 @@ class Tape:
 
 @dataclass(frozen=True)
 class DecisionPoint:
-    """The features just after the first trade of a second, the mid then, and where that trade sits on its tape."""
+    """The features just after the deciding record, the mid then, the symbol's last trade on its tape (-1: none yet),
+    and the entry sides to label."""
 
     vector: FeatureVector
     mid: float
     tape_index: int
+    sides: tuple[Side, ...] = SIDES
 
 
 @dataclass(frozen=True)
@@ -103,12 +107,44 @@ class DecisionPoints:
         return self.tapes[(point.vector.venue, point.vector.symbol)]
 
 
-def decision_points(records: Iterable[MarketRecord], spec: FeatureSpec) -> DecisionPoints:
-    """One pass of the live feature engine: a point at each symbol's first trade of every event-time second."""
-    engine = FeatureEngine(spec)
+class DecisionRule(Protocol):
+    """Which applied records are decision points, and which entry sides each one labels."""
+
+    def sides(self, record: MarketRecord) -> tuple[Side, ...]:
+        """The entry sides to label at `record` (already folded into the features); empty: not a decision point."""
+        ...
+
+
+@dataclass
+class EverySecond:
+    """The real captures' interim rule: each symbol's first trade of every event-time second, both sides."""
+
+    last_second: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def sides(self, record: MarketRecord) -> tuple[Side, ...]:
+        if not isinstance(record, Trade):
+            return ()
+        key, second = (record.venue, record.symbol), record.ts_event_ns // NS_PER_S
+        if self.last_second.get(key) == second:
+            return ()
+        self.last_second[key] = second
+        return SIDES
+
+
+@dataclass
+class AtLiquidations:
+    """The mission's rule: every liquidation, for the entry its side calls for (buy after longs were liquidated)."""
+
+    def sides(self, record: MarketRecord) -> tuple[Side, ...]:
+        return (entry_side(record.position_side),) if isinstance(record, Liquidation) else ()
+
+
+def decision_points(records: Iterable[MarketRecord], spec: FeatureSpec,
+                    rule: DecisionRule | None = None) -> DecisionPoints:
+    """One pass of the live feature engine: a point wherever `rule` (default `EverySecond`) says."""
+    engine, rule = FeatureEngine(spec), rule or EverySecond()
     skipped: Counter[str] = Counter()
     tapes: dict[tuple[str, str], Tape] = {}
-    last_second: dict[tuple[str, str], int] = {}
     points: list[DecisionPoint] = []
     required = required_mask(spec)
     for record in records:
@@ -116,21 +152,21 @@ def decision_points(records: Iterable[MarketRecord], spec: FeatureSpec) -> Decis
         tape = tapes.setdefault(key, Tape())
         if isinstance(record, Ticker):
             _announce_funding(tape, record)
-        if not engine.apply(record) or not isinstance(record, Trade):
+        if not engine.apply(record):
             continue
-        tape.ts_ns.append(record.ts_event_ns)
-        tape.prices.append(float(record.price))
-        second = record.ts_event_ns // NS_PER_S
-        if last_second.get(key) == second:
+        if isinstance(record, Trade):
+            tape.ts_ns.append(record.ts_event_ns)
+            tape.prices.append(float(record.price))
+        sides = rule.sides(record)
+        if not sides:
             continue
-        last_second[key] = second
         vector = engine.vector(record)
         reason = screen(np.asarray(vector.values, dtype=np.float32), required)
         top = engine.symbols[key].top
         if reason is not None or top is None:
             skipped[reason or "no_top_of_book"] += 1
             continue
-        points.append(DecisionPoint(vector, top.mid, len(tape.ts_ns) - 1))
+        points.append(DecisionPoint(vector, top.mid, len(tape.ts_ns) - 1, sides))
     return DecisionPoints(points, tapes, skipped)
 
 
@@ -162,6 +198,25 @@ def horizon_ns(arm: Arm, exit_rule: ExitRule) -> int:
     return (arm.valid_for_ms + exit_rule.hold_ms) * _NS_PER_MS
 
 
+class Source(Protocol):
+    """Where a dataset's market records come from (a real capture, or the synthetic scenario) and how it decides."""
+
+    @property
+    def venue(self) -> str: ...
+
+    def name(self) -> str:
+        """What the model card calls it."""
+        ...
+
+    def sha256(self) -> str: ...
+
+    def records(self) -> list[MarketRecord]: ...
+
+    def rule(self) -> DecisionRule:
+        """A fresh decision rule for one pass over `records()`."""
+        ...
+
+
 @dataclass(frozen=True)
 class Capture:
     """A real capture file and the venue of its frames."""
@@ -169,8 +224,17 @@ class Capture:
     path: Path
     venue: str
 
+    def name(self) -> str:
+        return f"{self.path.parent.name}/{self.path.name}"
+
     def sha256(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    def records(self) -> list[MarketRecord]:
+        return market_records(self.path, self.venue)
+
+    def rule(self) -> DecisionRule:
+        return EverySecond()
 
 
 DEFAULT_CAPTURES = (Capture(BINANCE_CAPTURE, "binance-usdm"), Capture(BYBIT_CAPTURE, "bybit-linear"))
@@ -210,7 +274,7 @@ def point_labels(point: DecisionPoint, tape: Tape, grid: ArmGrid, exit_rule: Exi
                  fees: Fees) -> Iterator[tuple[Side, int, Label | None]]:
     """(side, arm index, label) for every entry of a decision point; None where the tape ends before it settles."""
     placed_ns = point.vector.ts_event_ns
-    for side in SIDES:
+    for side in point.sides:
         for i, arm in enumerate(grid.arms()):
             if tape.end_ns < placed_ns + horizon_ns(arm, exit_rule):
                 yield side, i, None
@@ -220,9 +284,9 @@ def point_labels(point: DecisionPoint, tape: Tape, grid: ArmGrid, exit_rule: Exi
             yield side, i, label(tape, point.tape_index, order)
 
 
-def build_dataset(captures: Iterable[Capture] = DEFAULT_CAPTURES, *, spec: FeatureSpec | None = None,
+def build_dataset(captures: Iterable[Source] = DEFAULT_CAPTURES, *, spec: FeatureSpec | None = None,
                   grid: ArmGrid | None = None, exit_rule: ExitRule | None = None, fees: Fees | None = None) -> Dataset:
-    """Every settled (decision point, side, arm) of every capture."""
+    """Every settled (decision point, side, arm) of every source."""
     spec, grid = spec or FeatureSpec(), grid or ArmGrid()
     exit_rule, fees = exit_rule or ExitRule(), fees or Fees()
     arms, inputs = grid.arms(), ArmInputs(grid, spec)
@@ -230,8 +294,8 @@ def build_dataset(captures: Iterable[Capture] = DEFAULT_CAPTURES, *, spec: Featu
     labels: list[tuple[bool, float, int, int, int]] = []  # filled, net return, decided, settled by, arm
     summaries = []
     for capture in captures:
-        records = market_records(capture.path, capture.venue)
-        found = decision_points(records, spec)
+        records = capture.records()
+        found = decision_points(records, spec, capture.rule())
         before, past_end = len(labels), 0
         for point in found.points:
             decided_ns = point.vector.ts_event_ns
@@ -243,7 +307,7 @@ def build_dataset(captures: Iterable[Capture] = DEFAULT_CAPTURES, *, spec: Featu
                 labels.append((outcome.filled, np.nan if outcome.net_return is None else outcome.net_return,
                                decided_ns, decided_ns + horizon_ns(arms[i], exit_rule), i))
         summaries.append(CaptureSummary(
-            file=f"{capture.path.parent.name}/{capture.path.name}", sha256=capture.sha256(), venue=capture.venue,
+            file=capture.name(), sha256=capture.sha256(), venue=capture.venue,
             records=len(records), decision_points=len(found.points), skipped=dict(sorted(found.skipped.items())),
             rows=len(labels) - before, past_tape_end=past_end, filled=sum(f for f, *_ in labels[before:]),
             funding_times=sum(len(t.funding) for t in found.tapes.values())))

@@ -18,11 +18,13 @@ from typing import Any
 
 from decision.scoring import ModelCard
 from liqbot.data import REPO
+from liqbot.errors import LiqbotError
 from training.onnx_model import ModelLoadError, OnnxModel
 
-__all__ = ["DEFAULT_REGISTRY", "ModelRegistry", "content_version"]
+__all__ = ["DEFAULT_REGISTRY", "SCENARIO_REGISTRY", "ModelRegistry", "content_version"]
 
 DEFAULT_REGISTRY = REPO / "training" / "models"
+SCENARIO_REGISTRY = REPO / "training" / "scenario_models"  # SYNTHETIC scenario models only (`meta["synthetic"]`)
 _MODEL, _META, _CURRENT = "model.onnx", "meta.json", "CURRENT"
 
 
@@ -36,6 +38,10 @@ class ModelRegistry:
 
     def publish(self, model: bytes, meta: dict[str, Any]) -> str:
         """Store a model with its metadata (the version is added to it) and make it CURRENT; returns the version."""
+        if meta.get("synthetic") and self.root.resolve() == DEFAULT_REGISTRY.resolve():
+            raise LiqbotError(f"a synthetic scenario model must never be CURRENT in {DEFAULT_REGISTRY}, the registry "
+                              f"agents serve by default: publish it to {SCENARIO_REGISTRY} (the default of "
+                              "`liqbot train --scenario wick`) or another --models directory")
         version = content_version(model)
         target = self.root / version
         if not target.exists():

@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection
 
 from liqbot.errors import LiqbotError
 from streams.binance.parse import BinanceUsdmParser, DepthSnapshotParser
-from streams.http import RestError, TransientHttpError, http_get
+from streams.http import RestError, TransientHttpError, http_request
 from streams.ingest import FrameOutcome
 from streams.venue import FrameParser
 from streams.websocket import ReconnectingSocket, ReconnectPolicy
@@ -115,4 +115,5 @@ class BinanceClient:
 @retry(retry=retry_if_exception_type(TransientHttpError), stop=stop_after_attempt(5),
        wait=wait_exponential_jitter(multiplier=0.5, max=10.0, jitter=0.5), reraise=True)
 def _get(url: str) -> str:
-    return http_get(url, timeout_s=10, transient_codes=(418, 429))  # 429: slow down; 418: banned for a while
+    # 429: slow down; 418: banned for a while
+    return http_request("GET", url, timeout_s=10, transient_codes=(418, 429)).body.decode()

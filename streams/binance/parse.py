@@ -12,7 +12,9 @@ from liqbot_native import binance_hot
 
 from schemas.records import BookLevel, BookUpdate, BookUpdateType, Liquidation, PositionSide, Side, TopOfBook, Trade
 from streams.venue import (
+    BookStep,
     Encoded,
+    NativeBooks,
     Parsed,
     ParseError,
     all_decimal_text,
@@ -41,11 +43,12 @@ class BinanceUsdmParser:
     venue: str = VENUE
     _diff_depth_symbols: set[str] = field(default_factory=set)  # whose REST snapshot this connection may carry
 
-    def encoded(self, frame_text: str | bytes, ts_recv_ns: int) -> Encoded | None:
-        """trade, aggTrade and bookTicker frames through the compiled path (byte-identical to `parse` + encode)."""
-        if not isinstance(frame_text, str):
-            return None
-        return binance_hot(frame_text, ts_recv_ns, self.venue)
+    def encoded(self, frame_text: str | bytes, ts_recv_ns: int, books: NativeBooks) -> Encoded | BookStep | None:
+        """trade, aggTrade, bookTicker and depthUpdate frames through the compiled path (equal to `parse` + book)."""
+        hot = binance_hot(frame_text, ts_recv_ns, self.venue, books)
+        if type(hot) is BookStep and hot.update_type == "DELTA":
+            self._diff_depth_symbols.add(hot.symbol)  # as `_depth_update` does
+        return hot
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed:
         frame = json_object(frame_text)
@@ -261,7 +264,7 @@ class DepthSnapshotParser:
     url: str
     venue: str = VENUE
 
-    def encoded(self, frame_text: str | bytes, ts_recv_ns: int) -> Encoded | None:
+    def encoded(self, frame_text: str | bytes, ts_recv_ns: int, books: NativeBooks) -> Encoded | BookStep | None:
         return None  # REST replies are rare: no compiled path
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed:

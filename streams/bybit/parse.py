@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from liqbot_native import bybit_hot
+
 from schemas.records import (
     AvroRecord,
     BookLevel,
@@ -21,7 +23,18 @@ from schemas.records import (
     Ticker,
     Trade,
 )
-from streams.venue import Encoded, Parsed, ParseError, decimal_text, json_object, ms_to_ns, reading, text_field
+from streams.venue import (
+    BookStep,
+    Encoded,
+    NativeBooks,
+    Parsed,
+    ParseError,
+    decimal_text,
+    json_object,
+    ms_to_ns,
+    reading,
+    text_field,
+)
 
 __all__ = ["BybitPublicParser", "parse_instruments", "parse_rest"]
 
@@ -42,8 +55,9 @@ class BybitPublicParser:
     venue: str = "bybit-linear"
     _tickers: dict[str, Ticker] = field(default_factory=dict)
 
-    def encoded(self, frame_text: str | bytes, ts_recv_ns: int) -> Encoded | None:
-        return None  # no compiled path for Bybit frames yet: `parse` takes every frame
+    def encoded(self, frame_text: str | bytes, ts_recv_ns: int, books: NativeBooks) -> Encoded | BookStep | None:
+        """Order-book frames through the compiled path (equal to `parse` + book); `parse` takes the others."""
+        return bybit_hot(frame_text, ts_recv_ns, self.venue, books)
 
     def parse(self, frame_text: str | bytes, ts_recv_ns: int) -> Parsed:
         frame = json_object(frame_text)

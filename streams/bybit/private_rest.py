@@ -13,9 +13,7 @@ import asyncio
 import json
 import logging
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,7 +23,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from streams.bybit.private_parse import Envelope, OrderParams, parse_envelope
 from streams.bybit.rest import RETRYABLE_RET_CODES
 from streams.bybit.signing import Credentials, rest_headers
-from streams.http import RestError, TransientHttpError, http_get
+from streams.http import RestError, TransientHttpError, http_request
 from streams.venue import ParseError
 
 __all__ = [
@@ -102,12 +100,12 @@ class BybitPrivateRest:
         """Re-read Bybit's clock (`/v5/market/time`, unsigned); the offset assumes a symmetric round trip."""
         before = self._clock_ms()
         try:
-            text = await asyncio.to_thread(http_get, f"{self.config.base_url}/v5/market/time",
-                                           timeout_s=self.config.timeout_s, transient_codes=_TRANSIENT_HTTP)
+            reply = await asyncio.to_thread(http_request, "GET", f"{self.config.base_url}/v5/market/time",
+                                            timeout_s=self.config.timeout_s, transient_codes=_TRANSIENT_HTTP)
         except TransientHttpError as exc:
             raise RestError(f"GET /v5/market/time: {exc}") from exc
         after = self._clock_ms()
-        envelope = parse_envelope(text, "/v5/market/time")
+        envelope = parse_envelope(reply.body.decode(), "/v5/market/time")
         nano = envelope.result.get("timeNano")
         server_ms = int(nano) // 1_000_000 if nano else envelope.time_ms
         self.offset_ms = server_ms - (before + after) // 2
@@ -185,26 +183,15 @@ class BybitPrivateRest:
         if method == "GET" and payload:
             url = f"{url}?{payload}"
         self.requests += 1
-        text = await asyncio.to_thread(self._send, method, url, headers, payload.encode() if method == "POST" else None)
+        reply = await asyncio.to_thread(
+            http_request, method, url, headers={**headers, "Content-Type": "application/json"},
+            body=payload.encode() if method == "POST" else None, timeout_s=self.config.timeout_s,
+            transient_codes=_TRANSIENT_HTTP, redact=self._credentials.redact)
         try:
-            envelope = parse_envelope(text, path)
+            envelope = parse_envelope(reply.body.decode(), path)
         except ParseError as exc:
             raise RestError(self._credentials.redact(f"{method} {path}: {exc}")) from None
         envelope = replace(envelope, ret_msg=self._credentials.redact(envelope.ret_msg))
         if envelope.ret_code in _TRANSIENT_RET_CODES:
             raise TransientHttpError(f"retCode {envelope.ret_code}: {envelope.ret_msg}")
         return Reply(path, envelope, time.time_ns())
-
-    def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> str:
-        request = urllib.request.Request(url, data=body, method=method,
-                                         headers={**headers, "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.config.timeout_s) as resp:
-                return str(resp.read().decode())
-        except urllib.error.HTTPError as exc:
-            if exc.code >= 500 or exc.code in _TRANSIENT_HTTP:
-                raise TransientHttpError(f"HTTP {exc.code}") from None
-            detail = self._credentials.redact(exc.read()[:300].decode(errors="replace"))
-            raise RestError(f"{method} {url}: HTTP {exc.code}: {detail}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise TransientHttpError(str(exc)) from None

@@ -13,13 +13,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
 from liqbot.errors import LiqbotError
 from schemas.records import OrderEvent
 from streams.bybit.private_parse import PrivateMessage, parse_private
-from streams.bybit.signing import Credentials, RedactingFilter, ws_auth_request
+from streams.bybit.signing import Credentials, ws_auth_request
 from streams.venue import ParseError
 from streams.websocket import ReconnectingSocket, ReconnectPolicy
 
@@ -33,6 +34,26 @@ _FRAME_LOGGER = "websockets.client"  # logs every frame at DEBUG, the auth frame
 
 class PrivateStreamError(LiqbotError):
     """Bybit refused the private stream's authentication or subscription."""
+
+
+class _ScrubbedFrameLog(logging.LoggerAdapter[logging.Logger]):
+    """websockets' logger for one private stream: every message is scrubbed of the credentials before it reaches
+    `websockets.client`, whose name, level and handlers it keeps; no logger is modified."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        super().__init__(logging.getLogger(_FRAME_LOGGER))
+        self._credentials = credentials
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        text = logging.LogRecord(self.logger.name, level, "", 0, msg, args, None).getMessage()  # as logging formats
+        clean = self._credentials.redact(text)
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # the record names websockets' call, not this one
+        if clean == text:
+            self.logger.log(level, msg, *args, **kwargs)
+        else:
+            self.logger.log(level, clean, **kwargs)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +85,7 @@ class BybitPrivateStream:
         self.parse_errors = 0
         self.skipped = 0
         self.socket = ReconnectingSocket(config.url, config.venue, config.policy, self._on_open, self._on_message,
-                                         keepalive=self._ping)
+                                         keepalive=self._ping, ws_logger=_ScrubbedFrameLog(credentials))
 
     @property
     def reconnects(self) -> int:
@@ -72,13 +93,10 @@ class BybitPrivateStream:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set; raises PrivateStreamError when Bybit refuses the keys or the subscription."""
-        scrub = RedactingFilter(self._credentials)
-        logging.getLogger(_FRAME_LOGGER).addFilter(scrub)
         try:
             await self.socket.run(stop)
         finally:
             self.ready.clear()
-            logging.getLogger(_FRAME_LOGGER).removeFilter(scrub)
 
     async def _on_open(self, ws: ClientConnection) -> None:
         self.ready.clear()

@@ -12,7 +12,7 @@ from email.message import Message
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from streams.http import RestError, TransientHttpError, http_get
+from streams.http import RestError, TransientHttpError, http_request
 
 __all__ = ["RETRYABLE_RET_CODES", "BybitRest", "RestError", "RestReply"]
 
@@ -60,8 +60,9 @@ class BybitRest:
         self._respect_limit()
         url = f"{self.base_url}{path}?{urllib.parse.urlencode(params)}"
         # Bybit answers 403 when an IP exceeds its limit
-        text = http_get(url, timeout_s=self.timeout_s, transient_codes=(403, 429), on_headers=self._note_limit)
-        return self._checked(url, text)
+        reply = http_request("GET", url, timeout_s=self.timeout_s, transient_codes=(403, 429),
+                             on_headers=self._note_limit)
+        return self._checked(url, reply.body.decode())
 
     def _checked(self, url: str, text: str) -> RestReply:
         try:

@@ -1,8 +1,24 @@
-from typing import final
+from typing import Protocol, final
+
+class _Level(Protocol):
+    @property
+    def price(self) -> str: ...
+    @property
+    def size(self) -> str: ...
+
+class _Update(Protocol):
+    """What the books read of a `schemas.records.BookUpdate`."""
+
+    @property
+    def bids(self) -> tuple[_Level, ...]: ...
+    @property
+    def asks(self) -> tuple[_Level, ...]: ...
+    @property
+    def update_id(self) -> int: ...
 
 @final
 class Encoded:
-    """A frame's one record, Avro-encoded by the compiled path: all a sink needs to produce it."""
+    """A record, Avro-encoded by the compiled path: all a sink needs to produce it."""
 
     @property
     def kind(self) -> str: ...
@@ -15,5 +31,58 @@ class Encoded:
     @property
     def ts_exchange_ns(self) -> int: ...
 
-def binance_hot(frame: str, ts_recv_ns: int, venue: str) -> Encoded | None:
-    """The record of a Binance trade, aggTrade or bookTicker frame, or None when the Python parser must decide."""
+@final
+class BookStep:
+    """What one book update produced: the records to publish in order, and whether it revealed a gap or was dropped."""
+
+    @property
+    def kind(self) -> str:
+        """What the frame was: "book"."""
+    @property
+    def records(self) -> tuple[Encoded, ...]: ...
+    @property
+    def gap(self) -> bool: ...
+    @property
+    def dropped(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def topic(self) -> str:
+        """The venue topic or stream of the frame (to resubscribe on a gap); "" when applied from a record."""
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def update_type(self) -> str: ...
+    @property
+    def ts_exchange_ns(self) -> int: ...
+
+@final
+class Book:
+    """One order book on its own, levels only (no continuity): what feature code folds records into."""
+
+    def __init__(self) -> None: ...
+    def reset(self, update: _Update) -> None: ...
+    def apply(self, update: _Update) -> None: ...
+    @property
+    def update_id(self) -> int: ...
+    @property
+    def fresh(self) -> bool: ...
+    def top(self, levels: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]: ...
+    def count(self, bid: bool) -> int: ...
+    def level(self, bid: bool, price: float) -> tuple[str, str] | None: ...
+    def prices(self, bid: bool) -> list[float]: ...
+
+@final
+class BookBuilder:
+    """The order books of a feed, keyed by (venue, symbol, depth)."""
+
+    def __init__(self) -> None: ...
+    def apply(self, update: object) -> BookStep:
+        """Apply a `BookUpdate` record; ValueError (naming the field) when it is not one the schema can carry."""
+    def book(self, venue: str, symbol: str, depth: int) -> Book | None: ...
+
+def binance_hot(frame: str | bytes, ts_recv_ns: int, venue: str, books: BookBuilder) -> Encoded | BookStep | None:
+    """A Binance trade, aggTrade or bookTicker record, or a depth update's step on `books`; None: Python decides."""
+
+def bybit_hot(frame: str | bytes, ts_recv_ns: int, venue: str, books: BookBuilder) -> BookStep | None:
+    """A Bybit order-book frame's step on `books`; None when the Python parser must decide."""

@@ -18,7 +18,8 @@ ENVELOPE = ["venue", "symbol", "event_id", "ts_event_ns", "ts_exchange_ns", "ts_
 def test_one_schema_per_record_kind_in_one_namespace() -> None:
     loaded = schemas.load_all()
     assert sorted(loaded) == sorted([
-        *MARKET, "liqbot.FeatureVector", "liqbot.Prediction", "liqbot.OrderIntent", "liqbot.OrderEvent",
+        *MARKET, "liqbot.FeatureVector", "liqbot.Prediction", "liqbot.OrderIntent", "liqbot.OrderCancel",
+        "liqbot.OrderEvent",
         "liqbot.Position", "liqbot.DeadLetter",
     ])
     assert {s.raw["namespace"] for s in loaded.values()} == {"liqbot"}

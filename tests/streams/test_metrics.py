@@ -1,11 +1,11 @@
-"""The hot-loop histogram exposes what prometheus_client's Histogram would."""
+"""The hot-loop histogram and counter expose what prometheus_client's Histogram and Counter would."""
 
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from streams.metrics import HotHistogram
+from streams.metrics import HotCounter, HotHistogram
 
 
 def _samples(registry: CollectorRegistry) -> list[str]:
@@ -31,3 +31,16 @@ def test_wrong_label_count_is_refused() -> None:
     hot = HotHistogram("y_seconds", "doc", ("venue",), (1.0,), registry=CollectorRegistry())
     with pytest.raises(ValueError, match=r"y_seconds takes labels \('venue',\), got \('a', 'b'\)"):
         hot.labels("a", "b")
+
+
+def test_counter_has_the_same_exposition_as_prometheus_client_counter() -> None:
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    hot = HotCounter("x_frames_total", "doc", ("venue", "kind"), registry=ours)
+    reference = Counter("x_frames_total", "doc", ["venue", "kind"], registry=theirs)
+    for venue, kind, amount in (("bybit", "book", 1), ("bybit", "book", 2), ("binance", "trade", 1)):
+        hot.labels(venue, kind).inc(amount)
+        reference.labels(venue, kind).inc(amount)
+    assert _samples(ours) == _samples(theirs)
+    assert b'x_frames_total{kind="book",venue="bybit"} 3.0' in generate_latest(ours)
+    with pytest.raises(ValueError, match=r"x_frames_total takes labels \('venue', 'kind'\), got \('a',\)"):
+        hot.labels("a")

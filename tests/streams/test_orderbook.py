@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from liqbot.data import BINANCE_CAPTURE
-from schemas.records import BookLevel, BookUpdate, TopOfBook
+from schemas.records import AvroRecord, BookLevel, BookUpdate, TopOfBook
 from streams.bybit.parse import BybitPublicParser
 from streams.capture import read_capture
 from streams.capture_replay import replay_captures
-from streams.ingest import CountingSink, Ingestor
-from streams.orderbook import BookBuilder
+from streams.ingest import CountingSink, Ingestor, decoded
+from streams.orderbook import BookBuilder, BookStep
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,10 @@ def _text(price: Decimal) -> str:
     return str(price)
 
 
+def records(step: BookStep) -> list[AvroRecord]:
+    return [decoded(item) for item in step.records]
+
+
 def test_rebuild_matches_an_independent_application_at_every_step(book_updates: list[BookUpdate]) -> None:
     builder = BookBuilder()
     independent: dict[tuple[str, str], IndependentBook] = {}
@@ -68,20 +72,20 @@ def test_rebuild_matches_an_independent_application_at_every_step(book_updates: 
         assert not step.gap and not step.dropped
         mine = independent.setdefault((update.venue, update.symbol), IndependentBook())
         mine.feed(update)
-        top = next(r for r in step.records if isinstance(r, TopOfBook))
+        top = next(r for r in records(step) if isinstance(r, TopOfBook))
         (best_bid, bid_size), (best_ask, ask_size) = mine.top("b", 1)[0], mine.top("a", 1)[0]
         assert (Decimal(top.bid_price), top.bid_size, Decimal(top.ask_price), top.ask_size) == (
             best_bid, bid_size, best_ask, ask_size)
         assert top.mid == pytest.approx(float((best_bid + best_ask) / 2), rel=1e-15)
-        book = builder.books[(update.venue, update.symbol, update.depth)]
-        assert book.checksum() == mine.checksum()
+        book = builder.book(update.venue, update.symbol, update.depth)
+        assert book is not None and book.checksum() == mine.checksum()
         steps += 1
     assert steps == 2148
 
 
 def test_microprice_leans_to_the_thin_side(book_updates: list[BookUpdate]) -> None:
     step = BookBuilder().apply(book_updates[0])
-    top = step.records[1]
+    top = records(step)[1]
     assert isinstance(top, TopOfBook)
     bid, ask, bid_sz, ask_sz = (float(x) for x in (top.bid_price, top.ask_price, top.bid_size, top.ask_size))
     assert top.microprice == (bid * ask_sz + ask * bid_sz) / (bid_sz + ask_sz)
@@ -95,7 +99,7 @@ def test_gap_emits_a_resync_marker_and_publishes_nothing_until_a_snapshot(book_u
     step = builder.apply(btc[3])  # btc[2] lost
     assert step.gap and step.reason == (f"update {btc[3].update_id} follows {btc[3].update_id - 1}, "
                                         f"book is at {btc[1].update_id}")
-    (marker,) = step.records
+    (marker,) = records(step)
     assert isinstance(marker, BookUpdate)
     assert (marker.update_type, marker.bids, marker.asks, marker.prev_update_id) == ("RESYNC", (), (),
                                                                                       btc[1].update_id)
@@ -120,7 +124,7 @@ def test_crossed_book_is_treated_as_a_gap(book_updates: list[BookUpdate]) -> Non
     crossing = replace(delta, bids=(BookLevel(f"{best_ask + 100:.2f}", "1.000"),), asks=())
     step = builder.apply(crossing)
     assert step.gap and step.reason.startswith("crossed book: bid ")
-    assert [r.update_type for r in step.records if isinstance(r, BookUpdate)] == ["RESYNC"]
+    assert [r.update_type for r in records(step) if isinstance(r, BookUpdate)] == ["RESYNC"]
 
 
 def test_explicit_previous_id_is_checked_instead_of_plus_one(book_updates: list[BookUpdate]) -> None:

@@ -1,195 +1,337 @@
-//! The compiled hot path of ingest: Binance USD-M `trade`, `aggTrade` and `bookTicker` frames straight to
-//! Avro bodies of `liqbot.Trade` and `liqbot.TopOfBook`.
+//! The compiled hot path of ingest, and the one order-book implementation.
 //!
-//! `streams/binance/parse.py` is the specification. This path only ever accepts a frame the Python parser
-//! accepts, and then yields exactly the bytes the Python parser plus fastavro would; anything else (another
-//! event type, a missing or mistyped field, escaped strings, an overflow) returns None and the caller takes
-//! the Python path, which produces the record or the precise error. The tests compare both paths on every
-//! frame of the real capture and on mutated frames.
+//! Frames: Binance USD-M `trade`, `aggTrade`, `bookTicker` and `depthUpdate`, Bybit v5 `orderbook.*`, parsed
+//! and Avro-encoded in one call. The Python parsers (`streams/binance/parse.py`, `streams/bybit/parse.py`) are
+//! the specification: this path only accepts a frame its parser accepts, and then yields exactly the bytes that
+//! parser plus fastavro would; anything else returns None and the Python parser decides. The tests compare both
+//! on every frame of the real captures and on mutated frames.
+//!
+//! Books (`book.rs`): both paths apply book updates to the same `BookBuilder`, which publishes the update, the
+//! top of book and RESYNC markers as Avro bodies; `streams/orderbook.py` is its Python face.
 
-use std::collections::HashMap;
+mod avro;
+mod binance;
+mod book;
+mod bybit;
+mod json;
 
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
-use serde_json::value::RawValue;
+use pyo3::types::{PyBool, PyBytes, PyString, PyTuple};
 
-type Fields<'a> = HashMap<&'a str, &'a RawValue>;
+use book::{Builder, Level, Meta, Schema, Update, UpdateType};
 
-const NS_PER_MS: i64 = 1_000_000;
-
-/// A frame's one record, Avro-encoded: all a sink needs to produce it.
+/// A record, Avro-encoded: all a sink needs to produce it.
 #[pyclass(frozen, get_all, module = "liqbot_native")]
 struct Encoded {
-    kind: &'static str,
-    schema: &'static str,
+    kind: Py<PyString>,
+    schema: Py<PyString>,
     key: Py<PyString>,
     body: Py<PyBytes>,
     ts_exchange_ns: i64,
 }
 
-/// Avro binary encoding, only the types the two schemas use.
-struct Avro(Vec<u8>);
-
-impl Avro {
-    fn long(&mut self, value: i64) -> &mut Self {
-        let mut n = ((value << 1) ^ (value >> 63)) as u64; // zigzag
-        while n >= 0x80 {
-            self.0.push((n as u8) | 0x80);
-            n >>= 7;
-        }
-        self.0.push(n as u8);
-        self
-    }
-
-    fn string(&mut self, value: &str) -> &mut Self {
-        self.long(value.len() as i64);
-        self.0.extend_from_slice(value.as_bytes());
-        self
-    }
-
-    fn double(&mut self, value: f64) -> &mut Self {
-        self.0.extend_from_slice(&value.to_le_bytes());
-        self
-    }
-
-    fn boolean(&mut self, value: bool) -> &mut Self {
-        self.0.push(value as u8);
-        self
-    }
-
-    fn null_branch(&mut self) -> &mut Self {
-        self.long(0)
-    }
+/// What one book update produced: the records to publish in order, and whether it revealed a gap or was dropped.
+#[pyclass(frozen, get_all, module = "liqbot_native")]
+struct BookStep {
+    /// What the frame was: "book".
+    kind: Py<PyString>,
+    records: Py<PyTuple>,
+    gap: bool,
+    dropped: bool,
+    reason: String,
+    /// The venue topic or stream of the frame (to resubscribe on a gap); "" when applied from a record.
+    topic: String,
+    symbol: Py<PyString>,
+    update_type: Py<PyString>,
+    ts_exchange_ns: i64,
 }
 
-/// The fields of a combined-stream envelope's `data`, or of a bare event; None unless it is a JSON object.
-fn event_of(text: &str) -> Option<Fields<'_>> {
-    let top: Fields = serde_json::from_str(text).ok()?;
-    match top.get("stream") {
-        None => Some(top),
-        Some(stream) => {
-            serde_json::from_str::<&str>(stream.get()).ok()?; // a stream name that is not a string: Python's call
-            serde_json::from_str(top.get("data")?.get()).ok()
-        }
-    }
-}
-
-fn text<'a>(event: &Fields<'a>, name: &str) -> Option<&'a str> {
-    serde_json::from_str(event.get(name)?.get()).ok() // borrowed: an escaped string falls back to Python
-}
-
-fn integer(event: &Fields, name: &str) -> Option<i64> {
-    serde_json::from_str(event.get(name)?.get()).ok()
-}
-
-fn millis_as_ns(event: &Fields, name: &str) -> Option<i64> {
-    integer(event, name)?.checked_mul(NS_PER_MS)
-}
-
-fn boolean(event: &Fields, name: &str) -> Option<bool> {
-    serde_json::from_str(event.get(name)?.get()).ok()
-}
-
-/// `-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)`, the decimal text `streams/venue.py` accepts.
-fn is_decimal(value: &str) -> bool {
-    let digits = value.strip_prefix('-').unwrap_or(value).as_bytes();
-    let (whole, fraction) = match digits.iter().position(|&b| b == b'.') {
-        Some(dot) => (&digits[..dot], Some(&digits[dot + 1..])),
-        None => (digits, None),
+/// An interned Python string for the names the records carry (kinds, schemas, update types).
+fn name(py: Python<'_>, value: &'static str) -> Py<PyString> {
+    let interned = match value {
+        "trade" => intern!(py, "trade"),
+        "top_of_book" => intern!(py, "top_of_book"),
+        "book" => intern!(py, "book"),
+        "liqbot.Trade" => intern!(py, "liqbot.Trade"),
+        "liqbot.TopOfBook" => intern!(py, "liqbot.TopOfBook"),
+        "liqbot.BookUpdate" => intern!(py, "liqbot.BookUpdate"),
+        "SNAPSHOT" => intern!(py, "SNAPSHOT"),
+        "DELTA" => intern!(py, "DELTA"),
+        "RESYNC" => intern!(py, "RESYNC"),
+        other => return PyString::intern(py, other).unbind(),
     };
-    let all_digits = |part: &[u8]| part.iter().all(u8::is_ascii_digit);
-    match fraction {
-        None => !whole.is_empty() && all_digits(whole),
-        Some(fraction) => {
-            all_digits(whole) && all_digits(fraction) && !(whole.is_empty() && fraction.is_empty())
-        }
+    interned.clone().unbind()
+}
+
+fn schema_name(schema: Schema) -> &'static str {
+    match schema {
+        Schema::Trade => "liqbot.Trade",
+        Schema::TopOfBook => "liqbot.TopOfBook",
+        Schema::BookUpdate => "liqbot.BookUpdate",
     }
 }
 
-fn decimal<'a>(event: &Fields<'a>, name: &str) -> Option<&'a str> {
-    text(event, name).filter(|value| is_decimal(value))
+fn type_name(kind: UpdateType) -> &'static str {
+    match kind {
+        UpdateType::Snapshot => "SNAPSHOT",
+        UpdateType::Delta => "DELTA",
+        UpdateType::Resync => "RESYNC",
+    }
 }
 
-fn top_of_book(event: &Fields, venue: &str, ts_recv_ns: i64) -> Option<(String, Vec<u8>, i64)> {
-    let symbol = text(event, "s")?;
-    let update_id = integer(event, "u")?;
-    let (bid, bid_size) = (decimal(event, "b")?, decimal(event, "B")?);
-    let (ask, ask_size) = (decimal(event, "a")?, decimal(event, "A")?);
-    let ts_event_ns = millis_as_ns(event, "T")?;
-    let ts_exchange_ns = millis_as_ns(event, "E")?;
-    let bid_f: f64 = bid.parse().ok()?;
-    let ask_f: f64 = ask.parse().ok()?;
-    let bid_size_f: f64 = bid_size.parse().ok()?;
-    let ask_size_f: f64 = ask_size.parse().ok()?;
-    let mid = (bid_f + ask_f) / 2.0;
-    let total = bid_size_f + ask_size_f;
-    let microprice = if total != 0.0 { (bid_f * ask_size_f + ask_f * bid_size_f) / total } else { mid };
-    let mut avro = Avro(Vec::with_capacity(96 + 2 * symbol.len()));
-    avro.string(venue).string(symbol).string(&format!("{symbol}:bt:{update_id}"));
-    avro.long(ts_event_ns).long(ts_exchange_ns).long(ts_recv_ns).long(update_id);
-    avro.string(bid).string(bid_size).string(ask).string(ask_size).double(mid).double(microprice);
-    Some((symbol.to_owned(), avro.0, ts_exchange_ns))
+/// The order books of a feed (`book::Builder`).
+#[pyclass(module = "liqbot_native", name = "BookBuilder")]
+#[derive(Default)]
+struct PyBookBuilder(Builder);
+
+#[pymethods]
+impl PyBookBuilder {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    /// Apply a `BookUpdate` record; ValueError (naming the field) when it is not one the schema can carry.
+    fn apply(&mut self, py: Python<'_>, update: &Bound<'_, PyAny>) -> PyResult<BookStep> {
+        book_step(py, &mut self.0, record_update(update)?, String::new())
+    }
+
+    /// A copy of one book as it is now, None while there is none (before a snapshot, after a gap).
+    fn book(&self, venue: &str, symbol: &str, depth: i64) -> Option<PyBook> {
+        self.0.book(venue, symbol, depth).cloned().map(PyBook)
+    }
 }
 
-fn trade(event: &Fields, event_id: String, venue: &str, ts_recv_ns: i64) -> Option<(String, Vec<u8>, i64)> {
-    let buyer_is_maker = boolean(event, "m")?;
-    let symbol = text(event, "s")?;
-    let ts_event_ns = millis_as_ns(event, "T")?;
-    let ts_exchange_ns = millis_as_ns(event, "E")?;
-    let (price, size) = (decimal(event, "p")?, decimal(event, "q")?);
-    let mut avro = Avro(Vec::with_capacity(80 + symbol.len()));
-    avro.string(venue).string(symbol).string(&event_id);
-    avro.long(ts_event_ns).long(ts_exchange_ns).long(ts_recv_ns);
-    avro.long(if buyer_is_maker { 1 } else { 0 }); // Side enum: BUY, SELL; a maker buyer means the seller took
-    avro.string(price).string(size);
-    avro.null_branch().boolean(false).null_branch().null_branch(); // tick_direction, block_trade, rpi, seq
-    Some((symbol.to_owned(), avro.0, ts_exchange_ns))
+/// (price, size) text of levels, best first.
+type Pairs<'a> = Vec<(&'a str, &'a str)>;
+type OwnedPairs = Vec<(String, String)>;
+
+/// One order book on its own, levels only (no continuity): what feature code folds records into.
+#[pyclass(module = "liqbot_native", name = "Book")]
+#[derive(Default)]
+struct PyBook(book::Book);
+
+#[pymethods]
+impl PyBook {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    /// The book a `BookUpdate` snapshot describes.
+    fn reset(&mut self, update: &Bound<'_, PyAny>) -> PyResult<()> {
+        let (bids, asks) = (levels(update, "bids")?, levels(update, "asks")?);
+        self.0.reset(bids, asks, long(update, "update_id")?);
+        Ok(())
+    }
+
+    /// A `BookUpdate` delta's levels applied.
+    fn apply(&mut self, update: &Bound<'_, PyAny>) -> PyResult<()> {
+        let (bids, asks) = (levels(update, "bids")?, levels(update, "asks")?);
+        self.0.apply(bids, asks, long(update, "update_id")?);
+        Ok(())
+    }
+
+    #[getter]
+    fn update_id(&self) -> i64 {
+        self.0.update_id
+    }
+
+    #[getter]
+    fn fresh(&self) -> bool {
+        self.0.fresh
+    }
+
+    /// The best `levels` (price, size) of each side: bids highest first, asks lowest first.
+    fn top(&self, levels: usize) -> (Pairs<'_>, Pairs<'_>) {
+        let side = |bid| self.0.side(bid).take(levels).map(|l| (&*l.price, &*l.size)).collect();
+        (side(true), side(false))
+    }
+
+    /// How many levels one side has.
+    fn count(&self, bid: bool) -> usize {
+        self.0.len(bid)
+    }
+
+    /// The (price, size) at a price, if the side has it.
+    fn level(&self, bid: bool, price: f64) -> Option<(&str, &str)> {
+        self.0.level(bid, price).map(|l| (&*l.price, &*l.size))
+    }
+
+    /// The prices of one side, best first.
+    fn prices(&self, bid: bool) -> Vec<f64> {
+        self.0.side(bid).map(|l| l.price_f).collect()
+    }
+
+    /// Pickling (feature state is saved and restored): levels as text, update id, freshness.
+    fn __getstate__(&self) -> (Pairs<'_>, Pairs<'_>, i64, bool) {
+        let side = |bid| self.0.side(bid).map(|l| (&*l.price, &*l.size)).collect();
+        (side(true), side(false), self.0.update_id, self.0.fresh)
+    }
+
+    fn __setstate__(&mut self, state: (OwnedPairs, OwnedPairs, i64, bool)) -> PyResult<()> {
+        let (bids, asks, update_id, fresh) = state;
+        let parse = |pairs: OwnedPairs| -> PyResult<Vec<Level>> {
+            pairs
+                .iter()
+                .map(|(p, s)| Level::new(p, s).ok_or_else(|| bad("state", "a level is not decimal text")))
+                .collect()
+        };
+        self.0.reset(parse(bids)?, parse(asks)?, update_id);
+        self.0.fresh = fresh;
+        Ok(())
+    }
 }
 
-/// The record of a Binance trade, aggTrade or bookTicker frame, or None when the Python parser must decide.
+fn book_step(py: Python<'_>, builder: &mut Builder, update: Update, topic: String) -> PyResult<BookStep> {
+    let symbol = PyString::new(py, &update.meta.symbol).unbind();
+    let (update_type, ts_exchange_ns) = (name(py, type_name(update.meta.kind)), update.meta.ts_exchange_ns);
+    let step = builder.apply(update);
+    let records = step
+        .records
+        .into_iter()
+        .map(|r| {
+            let (kind, schema) = (name(py, "book"), name(py, schema_name(r.schema)));
+            let body = PyBytes::new(py, &r.body).unbind();
+            Py::new(py, Encoded { kind, schema, key: symbol.clone_ref(py), body, ts_exchange_ns: r.ts_exchange_ns })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let records = PyTuple::new(py, records)?.unbind();
+    let kind = name(py, "book");
+    Ok(BookStep {
+        kind,
+        records,
+        gap: step.gap,
+        dropped: step.dropped,
+        reason: step.reason,
+        topic,
+        symbol,
+        update_type,
+        ts_exchange_ns,
+    })
+}
+
+fn bad(field: &str, what: &str) -> PyErr {
+    PyValueError::new_err(format!("field {field}: {what}"))
+}
+
+fn attr<'py>(record: &Bound<'py, PyAny>, field: &str) -> PyResult<Bound<'py, PyAny>> {
+    record.getattr(field).map_err(|_| bad(field, "missing"))
+}
+
+fn string(record: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
+    attr(record, field)?.extract().map_err(|_| bad(field, "not a string"))
+}
+
+/// A `long` (or `int`) field: any Python int in range, True and False too, as fastavro writes them.
+fn long(record: &Bound<'_, PyAny>, field: &str) -> PyResult<i64> {
+    attr(record, field)?.extract().map_err(|_| bad(field, "not an integer of 64 bits"))
+}
+
+/// A `["null", "long"]` field: fastavro's union takes None or an int, not a bool.
+fn optional_long(record: &Bound<'_, PyAny>, field: &str) -> PyResult<Option<i64>> {
+    let value = attr(record, field)?;
+    if value.is_none() {
+        return Ok(None);
+    }
+    if value.is_instance_of::<PyBool>() {
+        return Err(bad(field, "a bool, not null or a long"));
+    }
+    value.extract().map(Some).map_err(|_| bad(field, "not null or an integer of 64 bits"))
+}
+
+/// A str's text; None for anything else, and for a str with lone surrogates (not UTF-8).
+fn text<'a>(value: &'a Bound<'_, PyAny>) -> Option<&'a str> {
+    value.cast::<PyString>().ok()?.to_str().ok()
+}
+
+/// A side's `BookLevel`s: price and size are decimal text.
+fn levels(record: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<Level>> {
+    let mut out = Vec::new();
+    for item in attr(record, field)?.try_iter().map_err(|_| bad(field, "not a sequence of levels"))? {
+        let item = item?;
+        let (price, size) = (attr(&item, "price")?, attr(&item, "size")?);
+        let level = match (text(&price), text(&size)) {
+            (Some(p), Some(s)) => Level::new(p, s),
+            _ => None,
+        };
+        out.push(level.ok_or_else(|| bad(field, &format!("level ({price}, {size}) is not decimal text")))?);
+    }
+    Ok(out)
+}
+
+/// A `BookUpdate` record as the builder's update; ValueError unless every field fits the schema.
+fn record_update(record: &Bound<'_, PyAny>) -> PyResult<Update> {
+    let kind = match string(record, "update_type")?.as_str() {
+        "SNAPSHOT" => UpdateType::Snapshot,
+        "DELTA" => UpdateType::Delta,
+        "RESYNC" => UpdateType::Resync,
+        _ => return Err(bad("update_type", "not SNAPSHOT, DELTA or RESYNC")),
+    };
+    let meta = Meta {
+        venue: string(record, "venue")?,
+        symbol: string(record, "symbol")?,
+        event_id: string(record, "event_id")?,
+        ts_event_ns: long(record, "ts_event_ns")?,
+        ts_exchange_ns: long(record, "ts_exchange_ns")?,
+        ts_recv_ns: long(record, "ts_recv_ns")?,
+        kind,
+        depth: long(record, "depth")?,
+        update_id: long(record, "update_id")?,
+        seq: optional_long(record, "seq")?,
+        prev_update_id: optional_long(record, "prev_update_id")?,
+    };
+    Ok(Update { meta, bids: levels(record, "bids")?, asks: levels(record, "asks")? })
+}
+
+/// The records of a Binance trade, aggTrade or bookTicker frame (an `Encoded`), or the `BookStep` of a depth
+/// update applied to `books`; None when the Python parser must decide.
 #[pyfunction]
-fn binance_hot(py: Python<'_>, frame: &str, ts_recv_ns: i64, venue: &str) -> Option<Encoded> {
-    let event = event_of(frame)?;
-    let (kind, schema, (key, body, ts_exchange_ns)) = match text(&event, "e")? {
-        "bookTicker" => ("top_of_book", "liqbot.TopOfBook", top_of_book(&event, venue, ts_recv_ns)?),
-        "trade" if text(&event, "X")? == "MARKET" => {
-            let event_id = integer(&event, "t")?.to_string();
-            ("trade", "liqbot.Trade", trade(&event, event_id, venue, ts_recv_ns)?)
+fn binance_hot<'py>(
+    py: Python<'py>,
+    frame: &Bound<'py, PyAny>,
+    ts_recv_ns: i64,
+    venue: &str,
+    books: &Bound<'py, PyBookBuilder>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let Some(frame) = text(frame) else { return Ok(None) }; // bytes, or lone surrogates: Python's call
+    Ok(match binance::frame(frame, ts_recv_ns, venue) {
+        None => None,
+        Some(binance::Frame::Record(kind, schema, key, body, ts_exchange_ns)) => {
+            let (kind, schema) = (name(py, kind), name(py, schema_name(schema)));
+            let (key, body) = (PyString::new(py, &key).unbind(), PyBytes::new(py, &body).unbind());
+            Some(Bound::new(py, Encoded { kind, schema, key, body, ts_exchange_ns })?.into_any())
         }
-        "aggTrade" => {
-            let event_id = format!("agg:{}", integer(&event, "a")?);
-            ("trade", "liqbot.Trade", trade(&event, event_id, venue, ts_recv_ns)?)
+        Some(binance::Frame::Book(update, topic)) => {
+            Some(Bound::new(py, book_step(py, &mut books.borrow_mut().0, update, topic)?)?.into_any())
         }
-        _ => return None,
-    };
-    let (key, body) = (PyString::new(py, &key).unbind(), PyBytes::new(py, &body).unbind());
-    Some(Encoded { kind, schema, key, body, ts_exchange_ns })
+    })
+}
+
+/// The `BookStep` of a Bybit order-book frame applied to `books`; None when the Python parser must decide.
+#[pyfunction]
+fn bybit_hot(
+    py: Python<'_>,
+    frame: &Bound<'_, PyAny>,
+    ts_recv_ns: i64,
+    venue: &str,
+    books: &Bound<'_, PyBookBuilder>,
+) -> PyResult<Option<BookStep>> {
+    let Some(frame) = text(frame) else { return Ok(None) };
+    match bybit::book_frame(frame, ts_recv_ns, venue) {
+        None => Ok(None),
+        Some((update, topic)) => book_step(py, &mut books.borrow_mut().0, update, topic).map(Some),
+    }
 }
 
 #[pymodule]
 fn liqbot_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Encoded>()?;
-    module.add_function(wrap_pyfunction!(binance_hot, module)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decimals_follow_the_python_pattern() {
-        for good in ["0", "-1", "61800.20", "5.", ".5", "-.5", "-0.000"] {
-            assert!(is_decimal(good), "{good}");
-        }
-        for bad in ["", "-", ".", "-.", "1e5", "+1", "1.2.3", " 1", "NaN", "١"] {
-            assert!(!is_decimal(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn longs_are_zigzag_varints() {
-        let mut avro = Avro(Vec::new());
-        avro.long(0).long(-1).long(1).long(64).long(-65);
-        assert_eq!(avro.0, vec![0, 1, 2, 0x80, 0x01, 0x81, 0x01]);
-    }
+    module.add_class::<BookStep>()?;
+    module.add_class::<PyBook>()?;
+    module.add_class::<PyBookBuilder>()?;
+    module.add_function(wrap_pyfunction!(binance_hot, module)?)?;
+    module.add_function(wrap_pyfunction!(bybit_hot, module)?)
 }
