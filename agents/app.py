@@ -11,8 +11,9 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,13 +80,17 @@ class _Runtime:
     codec: AgentCodec
     options: AgentOptions
     symbols: dict[str, Callable[[], set[tuple[str, str]]]]  # agent -> the (venue, symbol)s its state holds
+    steps: dict[str, Callable[[], Counter[str]]]  # agent -> its decision step's counts (late, skipped, refused)
+    applied: Counter[str] = field(default_factory=Counter)  # agent -> records it folded in (`liqbot bench agents`)
 
     def status(self) -> dict[str, Any]:
         """What this worker owns and did: for operators (`data_dir/status.json`) and the scaling tests."""
         trades = self.codec.topic("market.trades")
         assigned = sorted({tp.partition for tp in self.app.consumer.assignment() if tp.topic == trades})
         return {"pid": os.getpid(), "partitions": assigned, "counts": dict(sorted(self.codec.counts.items())),
-                "symbols": {name: sorted("/".join(key) for key in held()) for name, held in self.symbols.items()}}
+                "symbols": {name: sorted("/".join(key) for key in held()) for name, held in self.symbols.items()},
+                "applied": dict(sorted(self.applied.items())),
+                "steps": {name: dict(sorted(counts().items())) for name, counts in self.steps.items()}}
 
 
 def build_app(settings: Settings, options: AgentOptions) -> faust.App:
@@ -111,7 +116,7 @@ def build_app(settings: Settings, options: AgentOptions) -> faust.App:
         PartitionAssignor=CopartitionedPartitionAssignor,
         table_standby_replicas=1,
     )
-    rt = _Runtime(app, AgentCodec(clients), options, {})
+    rt = _Runtime(app, AgentCodec(clients), options, {}, {})
     _features_agent(rt)
     _predict_agent(rt)
     _decide_agent(rt)
@@ -141,6 +146,7 @@ def _features_agent(rt: _Runtime) -> None:
                                 factory=lambda: FeatureEngine(spec_engine.spec),
                                 version=f"features:{spec_engine.fingerprint}")
     rt.symbols["features"] = lambda: {k for slot in states.slots.values() for k in slot.state.symbols}
+    rt.steps["features"] = lambda: sum((slot.state.counts for slot in states.slots.values()), Counter())
 
 
 def _predict_agent(rt: _Runtime) -> None:
@@ -148,6 +154,7 @@ def _predict_agent(rt: _Runtime) -> None:
     served = ServedModel(registry)  # no usable model: the worker does not start (it must not trade on nothing)
     step = PredictStep(lambda: served.scorer)
     log.info("predict agent serving model %s", served.version)
+    rt.steps["predict"] = lambda: step.counts + served.scorer.counts
 
     def handle(_: None, record: AvroRecord) -> Sequence[AvroRecord]:
         return step.on_vector(record) if isinstance(record, FeatureVector) else []
@@ -170,6 +177,7 @@ def _decide_agent(rt: _Runtime) -> None:
     states = _partitioned_agent(rt, "decide", inputs=DECIDE_INPUTS, version="decide:1", handle=handle, merge=False,
                                 factory=lambda: DecideStep(config, AccountRisk(equity)))
     rt.symbols["decide"] = lambda: {k for slot in states.slots.values() for k in slot.state.symbols}
+    rt.steps["decide"] = lambda: sum((slot.state.counts for slot in states.slots.values()), Counter())
 
     async def dead_man() -> None:
         """Wall time only enters here: a partition silent for longer than the timeout cancels its orders."""
@@ -206,6 +214,7 @@ def _partitioned_agent(rt: _Runtime, name: str, *, inputs: Sequence[str], factor
     topics = [codec.topic(t) for t in inputs]
 
     def apply(slot: Slot[S], topic: str, offset: int, record: AvroRecord | None, event: Any) -> None:
+        rt.applied[name] += 1
         if record is not None:
             for out in handle(slot.state, record):
                 codec.send(out)

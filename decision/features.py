@@ -233,6 +233,7 @@ class FeatureEngine:
         windowed = isinstance(record, Liquidation | Trade)  # books and tickers replace state, in their own order
         if windowed and ts_ns < state.watermark_ns - self.spec.lateness_s * NS_PER_S:
             self.counts["late"] += 1
+            self.counts[f"late:{record.SCHEMA}"] += 1
             return False
         if not state.seen.remember(f"{record.SCHEMA}|{record.event_id}"):
             self.counts["duplicate"] += 1
