@@ -23,6 +23,7 @@ from faust.types import TP
 from agents.assignor import CopartitionedPartitionAssignor
 from agents.changelog import StateChangelog
 from agents.codec import AgentCodec
+from agents.live import live_execute_agent
 from agents.partitions import PartitionStates, Slot
 from decision.features import FeatureEngine
 from decision.paper import PaperAccount, PaperConfig, PaperVenue
@@ -39,6 +40,7 @@ from schemas.records import (
     TopOfBook,
     Trade,
 )
+from streams.bybit.private_venue import LiveVenue
 from streams.clients import Clients
 from training.registry import ModelRegistry
 from training.serving import ServedModel
@@ -71,6 +73,7 @@ class AgentOptions:
     model_refresh_s: float = 30.0  # how often the predict agent looks for a new CURRENT model
     idle_check_s: float = 0.05  # how often held-back records are re-examined when no new record arrives
     status_every_s: float = 1.0  # how often the worker writes data_dir/status.json (partitions, symbols, counts)
+    live: LiveVenue | None = None  # --live: intents go to Bybit instead of the paper venue
     session_timeout_s: float = 10.0  # a worker silent this long (killed, say) loses its partitions to the others
 
 
@@ -120,7 +123,10 @@ def build_app(settings: Settings, options: AgentOptions) -> faust.App:
     _features_agent(rt)
     _predict_agent(rt)
     _decide_agent(rt)
-    _execute_agent(rt)
+    if options.live is None:
+        _execute_agent(rt)
+    else:
+        live_execute_agent(app, rt.codec, options.live, _RAW)
     status_path = options.data_dir / "status.json"
 
     async def status() -> None:
@@ -169,12 +175,13 @@ def _predict_agent(rt: _Runtime) -> None:
 
 
 def _decide_agent(rt: _Runtime) -> None:
-    config, equity = StrategyConfig(), rt.options.starting_equity
+    config = StrategyConfig(mode="PAPER" if rt.options.live is None else "LIVE")
+    equity = rt.options.starting_equity
 
     def handle(step: DecideStep, record: AvroRecord) -> Sequence[AvroRecord]:
         return step.on_record(record)
 
-    states = _partitioned_agent(rt, "decide", inputs=DECIDE_INPUTS, version="decide:1", handle=handle, merge=False,
+    states = _partitioned_agent(rt, "decide", inputs=DECIDE_INPUTS, version="decide:1", handle=handle, merge=True,
                                 factory=lambda: DecideStep(config, AccountRisk(equity)))
     rt.symbols["decide"] = lambda: {k for slot in states.slots.values() for k in slot.state.symbols}
     rt.steps["decide"] = lambda: sum((slot.state.counts for slot in states.slots.values()), Counter())
@@ -199,7 +206,7 @@ def _execute_agent(rt: _Runtime) -> None:
         return ExecuteStep(PaperVenue(PaperConfig(), PaperAccount(equity)))
 
     states = _partitioned_agent(rt, "execute", inputs=EXECUTE_INPUTS, version="execute:1", handle=handle,
-                                merge=False, factory=factory)
+                                merge=True, factory=factory)
     rt.symbols["execute"] = lambda: {k for slot in states.slots.values() for k in slot.state.venue.symbols}
 
 

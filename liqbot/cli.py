@@ -125,9 +125,22 @@ def _agents(args: argparse.Namespace, settings: Settings) -> int:
     from agents.worker import run_worker
 
     options = AgentOptions(data_dir=settings.broker.home / "agents",
-                           models_dir=Path(args.models) if args.models else None)
+                           models_dir=Path(args.models) if args.models else None,
+                           live=_live_venue(args) if args.live else None)
     return run_worker(stream_commands.ensure_services(args, settings), options,
                       loglevel="info" if args.verbose else "warning")
+
+
+def _live_venue(args: argparse.Namespace) -> LiveVenue:
+    """Bybit's private API with keys from the environment (read here, at the entry point, and nowhere else)."""
+    from streams.bybit.private_rest import PrivateRestConfig
+    from streams.bybit.private_venue import LiveVenue, LiveVenueConfig
+    from streams.bybit.private_ws import PrivateStreamConfig
+    from streams.bybit.signing import Credentials
+
+    config = LiveVenueConfig(rest=PrivateRestConfig(base_url=args.live_rest_url),
+                             stream=PrivateStreamConfig(url=args.live_ws_url))
+    return LiveVenue(Credentials.from_env(os.environ), {}, config)
 
 
 def _test(args: argparse.Namespace, settings: Settings) -> int:
@@ -153,6 +166,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 if TYPE_CHECKING:
+    from streams.bybit.private_venue import LiveVenue
+
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
@@ -211,6 +226,12 @@ def _agent_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
                             help="the Faust agents: market topics to features, predictions and orders")
     agents.add_argument("action", choices=["worker"], help="worker: one worker of the group (run more to scale)")
     agents.add_argument("--models", help="model registry directory (default: training/models, committed)")
+    agents.add_argument("--live", action="store_true",
+                        help="send intents to Bybit (keys: LIQBOT_BYBIT_API_KEY, LIQBOT_BYBIT_API_SECRET); "
+                             "default: the paper venue")
+    agents.add_argument("--live-rest-url", default="https://api.bybit.com", help="with --live: Bybit's REST base")
+    agents.add_argument("--live-ws-url", default="wss://stream.bybit.com/v5/private",
+                        help="with --live: Bybit's private stream")
     agents.set_defaults(func=_agents)
 
 

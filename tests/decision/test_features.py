@@ -229,5 +229,5 @@ def test_duplicates_and_late_records_are_counted_not_applied() -> None:
     vector = engine.update(slightly_late)
     assert vector is not None and vector.ts_event_ns == 100 * NS_PER_S  # applied at the symbol's newest time
     assert engine.update(synthetic_liquidation(98.0, "SHORT", "10", "1", 2)) is None  # beyond lateness_s
-    assert engine.counts == {"applied": 2, "duplicate": 1, "reordered": 1, "late": 1}
+    assert engine.counts == {"applied": 2, "duplicate": 1, "reordered": 1, "late": 1, "late:liqbot.Liquidation": 1}
     assert column(vector, "liq_count_1s") == 2
