@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -353,3 +354,18 @@ def test_live_sends_signed_post_only_orders_to_bybit_and_never_leaks_the_keys(
         text = (worker.home / "worker.log").read_text() + "".join(map(repr, out.by_topic["orders.events"].values()))
     for secret_form in (key, secret, secret.encode().hex(), key.encode().hex()):
         assert secret_form not in text
+
+
+def test_a_model_that_fails_to_load_stops_the_worker_with_the_reason(settings: Settings, tmp_path: Path) -> None:
+    """No usable model: the worker halts at start-up (it must not trade on nothing) and says what to do."""
+    models = tmp_path / "models"
+    shutil.copytree(ModelRegistry().root, models)
+    version = (models / "CURRENT").read_text().strip()
+    (models / version / "model.onnx").write_bytes(b"not an onnx model")
+    env = {**os.environ, "LIQBOT_TOPIC_PREFIX": settings.kafka.topic_prefix, "LIQBOT_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "liqbot.cli", "agents", "worker", "--models", str(models), "--bootstrap",
+         settings.kafka.bootstrap_servers, "--registry", settings.serde.registry_url],
+        check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert str(models / version) in done.stderr and "liqbot train" in done.stderr, done.stderr[-2000:]
