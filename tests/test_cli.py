@@ -56,7 +56,7 @@ def test_roundtrip_with_a_missing_capture_says_where_data_lives(settings: Settin
 def test_schemas_check_against_released() -> None:
     run = _liqbot(None, "schemas", "check")
     assert run.returncode == 0, run.stdout
-    assert len(run.stdout.splitlines()) == 14 and all(line.endswith("compatible") for line in run.stdout.splitlines())
+    assert len(run.stdout.splitlines()) == 15 and all(line.endswith("compatible") for line in run.stdout.splitlines())
 
 
 def test_bench_serde_prints_json_last(settings: Settings, tmp_path: Path) -> None:
@@ -81,4 +81,5 @@ def test_bench_ingest_prints_json_last(settings: Settings, tmp_path: Path) -> No
 
 def test_unknown_benchmark_lists_the_known_ones(settings: Settings) -> None:
     run = _liqbot(settings, "bench", "nosuch")
-    assert run.returncode == 2 and run.stderr == "error: no benchmark 'nosuch'; available: ingest, serde\n"
+    assert run.returncode == 2
+    assert run.stderr == "error: no benchmark 'nosuch'; available: ingest, serde, inference, e2e, agents\n"
