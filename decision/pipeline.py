@@ -3,7 +3,7 @@
 The agents call these per record and a replay can chain them in one loop; they hold no I/O and read no clock.
 Decide joins a prediction with its trigger liquidation and with the top of book *as of the trigger's event time*
 (not as of whenever the prediction arrives), so the same market gives the same intent however the topics
-interleave on the way; a prediction waits until both are known.
+interleave on the way; a prediction waits until its trigger is known.
 """
 
 from __future__ import annotations
@@ -78,9 +78,7 @@ class _SymbolBook:
             self.tops.popleft()
 
     def as_of(self, ts_ns: int) -> TopOfBook | None:
-        """The newest top at or before `ts_ns`, once a later one proves nothing between is still coming."""
-        if not self.times or self.times[-1] <= ts_ns:
-            return None
+        """The newest top at or before `ts_ns` (the agent's event-time merge has delivered every earlier one)."""
         index = bisect.bisect_right(self.times, ts_ns)
         return self.tops[index - 1] if index else None
 

@@ -52,12 +52,18 @@ class EventTimeMerge(Generic[T]):
     def release(self, idle: Callable[[Source], bool]) -> list[T]:
         """Every item no source can precede any more; `idle(source)`: it has nothing unread right now."""
         out: list[T] = []
-        if not self._heap:
-            return out
-        blocking = [s for s in self.sources if not idle(s)]
+        known: dict[Source, bool] = {}  # idle() asks the consumer: only for sources that lag, once per call
+
+        def waiting_for(source: Source, ts_ns: int) -> bool:
+            if self.newest_ns.get(source, -1) >= ts_ns:
+                return False
+            if source not in known:
+                known[source] = idle(source)
+            return not known[source]
+
         while self._heap:
             ts_ns = self._heap[0][0]
-            if any(self.newest_ns.get(s, -1) < ts_ns for s in blocking):
+            if any(waiting_for(s, ts_ns) for s in self.sources):
                 break
             out.append(heapq.heappop(self._heap)[4])
         return out

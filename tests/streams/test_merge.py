@@ -1,0 +1,55 @@
+"""The event-time merge of an agent's inputs (hand-made synthetic timestamps: the rules, one at a time)."""
+
+from __future__ import annotations
+
+from streams.merge import EventTimeMerge
+
+
+def _merge(*sources: str) -> EventTimeMerge[str]:
+    merge: EventTimeMerge[str] = EventTimeMerge()
+    for source in sources:
+        merge.add_source(source)
+    return merge
+
+
+def test_waits_for_a_source_that_may_still_send_something_earlier() -> None:
+    merge = _merge("trades", "books")
+    merge.push("trades", 10, 0, "t10")
+    assert merge.release(lambda s: False) == []  # books sent nothing yet and is not read to its end
+    merge.push("books", 5, 0, "b5")
+    assert merge.release(lambda s: False) == ["b5"]  # t10 still waits: books may send something before 10
+    merge.push("books", 12, 1, "b12")
+    assert merge.release(lambda s: False) == ["t10"]
+    assert merge.release(lambda s: s == "trades") == ["b12"]  # trades is read to its end: nothing earlier comes
+
+
+def test_ties_go_by_source_rank_then_offset_and_idle_sources_never_block() -> None:
+    merge = _merge("liquidations", "trades", "books")
+    merge.push("books", 7, 3, "b7")
+    merge.push("trades", 7, 9, "t7")
+    merge.push("liquidations", 7, 1, "l7")
+    assert merge.release(lambda s: True) == ["l7", "t7", "b7"]
+    assert len(merge) == 0
+
+
+def test_a_source_keeps_its_own_order_even_when_its_times_go_backwards() -> None:
+    merge = _merge("trades", "books")
+    merge.push("trades", 10, 0, "t10")
+    merge.push("trades", 8, 1, "t8")  # earlier in time, later in the partition: stays behind t10
+    merge.push("books", 9, 0, "b9")
+    assert merge.release(lambda s: True) == ["b9", "t10", "t8"]
+    assert merge.newest_offset == {"trades": 1, "books": 0}
+
+
+def test_idle_is_asked_only_for_sources_that_lag() -> None:
+    merge = _merge("a", "b", "c")
+    merge.push("a", 5, 0, "a5")
+    merge.push("b", 6, 0, "b6")
+    asked: list[str] = []
+
+    def idle(source: object) -> bool:
+        asked.append(str(source))
+        return True
+
+    assert merge.release(idle) == ["a5", "b6"]
+    assert asked == ["c", "a"]  # c for a5; for b6 also a, once: b itself is not behind
