@@ -12,25 +12,26 @@ agent sends it, whole ms) minus that stamp is its latency.
 from __future__ import annotations
 
 import argparse
-import bisect
+import os
 import tempfile
 import threading
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, Message, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from bench import percentile_ms, report
-from bench.worker import WorkerProcess
+from bench.worker import BareAgent, WorkerProcess
 from liqbot.config import Settings
-from schemas.records import AvroRecord, OrderIntent, Prediction, TopOfBook
+from schemas.records import AvroRecord, FeatureVector, Liquidation, OrderIntent, Prediction
 from streams.clients import Clients
 from streams.consumer import consumer_config
-from streams.producer import producer_config
+from streams.producer import Headers, producer_config
 from training.registry import SCENARIO_REGISTRY
 from training.scenario import ScenarioRecord, WickScenario, generate
 
@@ -47,11 +48,14 @@ def scenario(rate: float, seconds: int, burst_every_s: float, seed: int) -> Wick
                         bursts=bursts, book_interval_ms=_BOOK_INTERVAL_MS, warmup_s=_WARMUP_S, settle_s=1)
 
 
+Output = FeatureVector | Prediction | OrderIntent
+
+
 @dataclass(frozen=True)
 class Seen:
-    """A prediction or intent as the bench's consumer saw it."""
+    """A feature vector, prediction or intent as the bench's consumer saw it."""
 
-    record: Prediction | OrderIntent
+    record: Output
     created_ns: int  # Kafka CreateTime: when the worker's producer was handed the record (ms resolution)
     received_ns: int  # when the bench's consumer got it
 
@@ -89,10 +93,11 @@ class Reader(threading.Thread):
 
 
 class Collector(Reader):
-    """Decodes every prediction and intent the worker produced."""
+    """Decodes every feature vector, prediction and intent the worker produced."""
 
     def __init__(self, clients: Clients) -> None:
-        super().__init__(clients.settings, [clients.topics.name("predictions"), clients.topics.name("orders.intents")])
+        topics = [clients.topics.name(t) for t in ("features", "predictions", "orders.intents")]
+        super().__init__(clients.settings, topics)
         self.serde = clients.serde
         self.seen: list[Seen] = []
 
@@ -101,10 +106,10 @@ class Collector(Reader):
         if kind != TIMESTAMP_CREATE_TIME:
             raise RuntimeError(f"{msg.topic()}: no CreateTime on the worker's output (timestamp type {kind})")
         record = self.serde.decode(msg.topic() or "", msg.value() or b"")
-        if isinstance(record, Prediction | OrderIntent):
+        if isinstance(record, Output):
             self.seen.append(Seen(record, created_ms * 1_000_000, received_ns))
 
-    def of(self, kind: type[Prediction] | type[OrderIntent]) -> list[Seen]:
+    def of(self, kind: type[Output]) -> list[Seen]:
         return [s for s in list(self.seen) if isinstance(s.record, kind)]
 
 
@@ -123,109 +128,146 @@ class RoundTrip(Reader):
 
 @dataclass
 class Paced:
-    """What the pacer produced: counts, wall seconds, and each symbol's tops (event time, stamp) for the joins."""
+    """What the pacer produced."""
 
     records: int = 0
+    liquidations: int = 0
+    start_ns: int = 0  # wall clock when the first record was produced
     seconds: float = 0.0
-    tops: dict[str, tuple[list[int], list[int]]] = field(default_factory=lambda: defaultdict(lambda: ([], [])))
-
-    def first_top_after(self, symbol: str, ts_event_ns: int) -> int | None:
-        """When the first top of book later in event time than `ts_event_ns` was produced (wall ns)."""
-        times, stamps = self.tops[symbol]
-        i = bisect.bisect_right(times, ts_event_ns)
-        return stamps[i] if i < len(stamps) else None
 
 
 def pace(clients: Clients, records: tuple[ScenarioRecord, ...]) -> Paced:
     """Produce every record at its event-time offset from the first, `ts_recv_ns` stamped with the wall clock."""
     names = {spec.schema: clients.topics.name(spec) for spec in clients.topics.specs if spec.name != "deadletter"}
     producer, out = clients.producer, Paced()
-    first_ns, start = records[0].ts_event_ns, time.perf_counter()
+    first_ns, start, out.start_ns = records[0].ts_event_ns, time.perf_counter(), time.time_ns()
     for record in records:
         ahead_s = start + (record.ts_event_ns - first_ns) / 1e9 - time.perf_counter()
         if ahead_s > 0:
             time.sleep(ahead_s)  # the schedule absorbs sleep overshoot: event time and wall time stay aligned
         stamped: AvroRecord = replace(record, ts_recv_ns=time.time_ns())
         producer.send(names[record.SCHEMA], stamped, record.kafka_key())
-        if isinstance(stamped, TopOfBook):
-            times, stamps = out.tops[stamped.symbol]
-            times.append(stamped.ts_event_ns)
-            stamps.append(stamped.ts_recv_ns)
     out.seconds, out.records = time.perf_counter() - start, len(records)
+    out.liquidations = sum(isinstance(r, Liquidation) for r in records)
     producer.drain()
     return out
 
 
-def round_trip(settings: Settings, topic: str, payload: bytes, rate: float, seconds: float) -> list[int]:
-    """Produce -> consume latency (ns) of raw messages at `rate`/s, the agents' producer settings, after 1 s warm-up."""
-    reader = RoundTrip(settings, topic)
-    reader.start()
+def paced_raw(settings: Settings, topic: str, rate: float, seconds: float, warmup_s: float) -> int:
+    """200-byte messages at `rate`/s for `warmup_s` + `seconds` with the agents' producer settings; those after the
+    warm-up carry a `sent_ns` header: returns how many do."""
     producer = Producer(producer_config(settings.kafka))
-    start = time.perf_counter()
-    for i in range(int((seconds + 1) * rate)):
+    start, warmup = time.perf_counter(), int(warmup_s * rate)
+    for i in range(warmup + int(seconds * rate)):
         ahead_s = start + i / rate - time.perf_counter()
         if ahead_s > 0:
             time.sleep(ahead_s)
-        headers = [("sent_ns", str(time.time_ns()).encode())] if i >= rate else None
-        producer.produce(topic, payload, b"bench", headers=headers)
+        headers: Headers | None = [("sent_ns", str(time.time_ns()).encode())] if i >= warmup else None
+        producer.produce(topic, b"x" * 200, str(i % 40).encode(), headers=headers)
         producer.poll(0)
     producer.flush(30)
+    return int(seconds * rate)
+
+
+def plain_round_trip(settings: Settings, topic: str, rate: float, seconds: float) -> list[int]:
+    """Produce -> consume latency (ns) through the broker with a plain confluent-kafka consumer."""
+    reader = RoundTrip(settings, topic)
+    reader.start()
+    timed = paced_raw(settings, topic, rate, seconds, warmup_s=1.0)
     deadline = time.monotonic() + 10
-    while len(reader.latencies_ns) < int(seconds * rate) and time.monotonic() < deadline:
+    while len(reader.latencies_ns) < timed and time.monotonic() < deadline:
         time.sleep(0.05)
     reader.stop()
     return sorted(reader.latencies_ns)
 
 
+def faust_round_trip(settings: Settings, topic: str, rate: float, seconds: float, home: Path) -> list[int]:
+    """The same, received by a Faust agent that does nothing else (Faust's floor for one hop of the pipeline).
+
+    Its warm-up is longer: the first fetches after the assignment took up to ~1.6 s (aiokafka's fetch wait is 1.5 s).
+    """
+    warmup_s = 5.0
+    with BareAgent(settings, [topic], int((seconds + warmup_s) * rate), home) as bare:
+        bare.wait_ready()
+        paced_raw(settings, topic, rate, seconds, warmup_s)
+        return sorted(bare.result(30)["latencies_ns"])
+
+
+def raw_topics(clients: Clients) -> tuple[str, str]:
+    """Two topics of the run's prefix for the baselines, which no agent reads."""
+    names = tuple(f"{clients.settings.kafka.topic_prefix}bench.raw.{kind}" for kind in ("plain", "faust"))
+    admin, partitions = clients.admin(), clients.settings.kafka.partitions  # the admin must outlive its futures
+    for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+        future.result()
+    return names[0], names[1]
+
+
 def settle(collector: Collector, worker: WorkerProcess, timeout_s: float = 60.0) -> None:
-    """Until the consumer has every intent and prediction the worker says it sent, and the worker is idle."""
+    """Until the consumer has every output the worker says it sent (its status is written every second)."""
     deadline = time.monotonic() + timeout_s
+    kinds = {FeatureVector: "liqbot.FeatureVector", Prediction: "liqbot.Prediction", OrderIntent: "liqbot.OrderIntent"}
     while time.monotonic() < deadline:
-        time.sleep(2.5)  # the worker writes its status every second
+        time.sleep(2.5)
         counts = worker.status()["counts"]
-        sent = (counts.get("sent:liqbot.Prediction", 0), counts.get("sent:liqbot.OrderIntent", 0))
-        if sent == (len(collector.of(Prediction)), len(collector.of(OrderIntent))):
+        if all(counts.get(f"sent:{name}", 0) == len(collector.of(kind)) for kind, name in kinds.items()):
             return
     print("  warning: the worker's counts and the collected outputs still differ")
 
 
+def hops(collector: Collector) -> dict[str, list[int]]:
+    """Each agent's share (ns): liquidation -> vector (features), vector -> prediction (predict), prediction ->
+    intent (decide); each includes the agent's event-time merge wait and one trip through the broker."""
+    seen = list(collector.seen)
+    vectors = {s.record.event_id: s.created_ns for s in seen if isinstance(s.record, FeatureVector)}
+    predictions = {s.record.event_id: s.created_ns for s in seen if isinstance(s.record, Prediction)}
+    return {
+        "features": [s.latency_ns for s in seen if isinstance(s.record, FeatureVector)],
+        "predict": [s.created_ns - vectors[s.record.event_id] for s in seen
+                    if isinstance(s.record, Prediction) and s.record.event_id in vectors],
+        "decide": [s.created_ns - predictions[s.record.prediction_id] for s in seen
+                   if isinstance(s.record, OrderIntent) and s.record.prediction_id in predictions],
+    }
+
+
+def by_minute(seen: list[Seen], start_ns: int, q: float) -> list[float]:
+    """The `q` percentile (ms) of the latencies of each minute of the run, by the trigger's time: drift shows."""
+    minutes: dict[int, list[int]] = defaultdict(list)
+    for s in seen:
+        minutes[(s.record.ts_recv_ns - start_ns) // 60_000_000_000].append(s.latency_ns)
+    return [round(percentile_ms(sorted(minutes[m]), q), 1) for m in sorted(minutes)]
+
+
 def _ms(samples: list[int]) -> dict[str, float]:
+    """p50, p99, p999 (nearest rank: the max below 1,000 samples) and max, in ms."""
     ordered = sorted(samples)
     if not ordered:
-        return {"p50": float("nan"), "p99": float("nan"), "p999": float("nan"), "max": float("nan")}
+        return dict.fromkeys(("p50", "p99", "p999", "max"), float("nan"))
     return {q: round(percentile_ms(ordered, p), 3) for q, p in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))} | {
         "max": round(ordered[-1] / 1e6, 3)}
 
 
-def decomposition(intents: list[Seen], predictions: list[Seen], paced: Paced) -> dict[str, list[int]]:
-    """Per intent: the wait for the first later top of book (decide joins the book as of the trigger's event time)
-    and the time from the later of that top and the prediction to the intent."""
-    created = {s.record.event_id: s.created_ns for s in predictions}
-    out: dict[str, list[int]] = {"book_wait": [], "after_ready": []}
-    for seen in intents:
-        intent = seen.record
-        assert isinstance(intent, OrderIntent)
-        top_ns = paced.first_top_after(intent.symbol, intent.ts_event_ns)
-        prediction_ns = created.get(intent.prediction_id)
-        if top_ns is None or prediction_ns is None:
-            continue
-        out["book_wait"].append(top_ns - intent.ts_recv_ns)
-        out["after_ready"].append(seen.created_ns - max(top_ns, prediction_ns))
-    return out
+@dataclass
+class Run:
+    collector: Collector
+    paced: Paced
+    status: dict[str, Any]
+    worker_cpu: float  # share of one core the worker used while the scenario was paced
 
 
-def _run(clients: Clients, config: WickScenario, home: Path) -> tuple[Collector, Paced, dict[str, Any]]:
+def _run(clients: Clients, config: WickScenario, home: Path) -> Run:
     """Start the worker on the scenario model, wait for its partitions, pace the scenario, collect the outputs."""
     records = generate(config).records
     collector = Collector(clients)
     collector.start()
     with WorkerProcess(clients.settings, home, models=SCENARIO_REGISTRY) as worker:
         worker.wait_for_partitions(clients.settings.kafka.partitions)
+        cpu = worker.cpu_seconds()
         paced = pace(clients, records)
+        cpu = (worker.cpu_seconds() - cpu) / paced.seconds
         settle(collector, worker)
         status = worker.status()
     collector.stop()
-    return collector, paced, status
+    return Run(collector, paced, status, cpu)
 
 
 def main(argv: list[str], settings: Settings) -> int:
@@ -245,47 +287,68 @@ def main(argv: list[str], settings: Settings) -> int:
     config = scenario(args.rate, args.seconds, args.burst_every, args.seed)
     print(f"bench e2e: SYNTHETIC scenario (seed {config.seed}), {len(config.symbols)} symbols, {config.bursts} "
           f"bursts in {args.seconds} s, on {run.kafka.bootstrap_servers}, {run.kafka.partitions} partitions")
-    raw = round_trip(run, clients.topics.name("deadletter"), b"x" * 200, args.rate, args.baseline_seconds)
+    load = os.getloadavg()[0]
+    plain_topic, faust_topic = raw_topics(clients)
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as home:
-        collector, paced, status = _run(clients, config, Path(home))
-    _report(args, collector, paced, status, raw)
+        raw = plain_round_trip(run, plain_topic, args.rate, args.baseline_seconds)
+        faust = faust_round_trip(run, faust_topic, args.rate, args.baseline_seconds, Path(home) / "bare")
+        result = _run(clients, config, Path(home) / "worker")
+    _report(args, result, {"raw": raw, "faust": faust}, (load, os.getloadavg()[0]))
     return 0
 
 
-def _report(args: argparse.Namespace, collector: Collector, paced: Paced, status: dict[str, Any],
-            raw: list[int]) -> None:
-    intents, predictions = collector.of(OrderIntent), collector.of(Prediction)
-    e2e, pred = _ms([s.latency_ns for s in intents]), _ms([s.latency_ns for s in predictions])
-    received = _ms([s.received_ns - s.record.ts_recv_ns for s in intents])
-    parts = {k: _ms(v) for k, v in decomposition(intents, predictions, paced).items()}
-    base = _ms(raw)
-    rate = paced.records / paced.seconds
+def _report(args: argparse.Namespace, run: Run, baselines: dict[str, list[int]], load: tuple[float, float]) -> None:
+    intents, predictions = run.collector.of(OrderIntent), run.collector.of(Prediction)
+    stats = {"e2e": _ms([s.latency_ns for s in intents]), "prediction": _ms([s.latency_ns for s in predictions]),
+             "received": _ms([s.received_ns - s.record.ts_recv_ns for s in intents]),
+             "raw": _ms(baselines["raw"]), "faust": _ms(baselines["faust"]),
+             **{k: _ms(v) for k, v in hops(run.collector).items()}}
+    e2e, pred, raw = stats["e2e"], stats["prediction"], stats["raw"]
+    rate = run.paced.records / run.paced.seconds
+    ratio = round(e2e["p99"] / raw["p99"], 2) if intents and baselines["raw"] else None
     figures = {
         "p50_ms": e2e["p50"], "p99_ms": e2e["p99"], "p999_ms": e2e["p999"], "rate_per_s": round(rate, 1),
         "intents": len(intents), "max_ms": e2e["max"],
         "prediction_p50_ms": pred["p50"], "prediction_p99_ms": pred["p99"], "prediction_p999_ms": pred["p999"],
-        "predictions": len(predictions),
-        "received_p50_ms": received["p50"], "received_p99_ms": received["p99"],
-        "book_wait_p50_ms": parts["book_wait"]["p50"], "book_wait_p99_ms": parts["book_wait"]["p99"],
-        "after_ready_p50_ms": parts["after_ready"]["p50"], "after_ready_p99_ms": parts["after_ready"]["p99"],
-        "raw_round_trip_p50_ms": base["p50"], "raw_round_trip_p99_ms": base["p99"], "raw_samples": len(raw),
-        "p99_over_raw_p99": round(e2e["p99"] / base["p99"], 2) if raw else None,
-        "records": paced.records, "seconds": round(paced.seconds, 1), "worker_counts": status.get("counts", {}),
-        "synthetic": True, "target_p99_ms": 5.0,
+        "predictions": len(predictions), "liquidations": run.paced.liquidations,
+        "prediction_p50_ms_by_minute": by_minute(predictions, run.paced.start_ns, 0.5),
+        "prediction_p99_ms_by_minute": by_minute(predictions, run.paced.start_ns, 0.99),
+        **{f"{name}_{q}_ms": stats[name][q] for name in ("received", "decide", "features", "predict")
+           for q in ("p50", "p99")},
+        "raw_round_trip_p50_ms": raw["p50"], "raw_round_trip_p99_ms": raw["p99"], "raw_samples": len(baselines["raw"]),
+        "faust_round_trip_p50_ms": stats["faust"]["p50"], "faust_round_trip_p99_ms": stats["faust"]["p99"],
+        "faust_samples": len(baselines["faust"]), "p99_over_raw_p99": ratio,
+        "records": run.paced.records, "seconds": round(run.paced.seconds, 1),
+        "worker_cpu_share": round(run.worker_cpu, 2), "load_avg_1m": [round(x, 2) for x in load],
+        "worker_counts": run.status.get("counts", {}), "synthetic": True, "target_p99_ms": 5.0,
     }
-    n, m = len(intents), len(predictions)
-    report("e2e", [
-        (f"SYNTHETIC scenario paced in event time: {paced.records} records in {paced.seconds:.0f} s", f"{rate:,.0f}/s"),
-        (f"liquidation -> intent in Kafka (CreateTime), p50 / p99 ({n} intents)", f"{e2e['p50']} / {e2e['p99']} ms"),
-        ("  p999 (= the max below 1,000 samples) / max", f"{e2e['p999']} / {e2e['max']} ms"),
-        ("  same, intent received by the bench's consumer, p50 / p99", f"{received['p50']} / {received['p99']} ms"),
-        ("  of which: wait for the next top of book (decide's as-of join), p50 / p99",
-         f"{parts['book_wait']['p50']} / {parts['book_wait']['p99']} ms"),
-        ("  of which: later of that top and the prediction -> intent, p50 / p99",
-         f"{parts['after_ready']['p50']} / {parts['after_ready']['p99']} ms"),
-        (f"liquidation -> prediction in Kafka, p50 / p99 / p999 ({m} predictions)",
-         f"{pred['p50']} / {pred['p99']} / {pred['p999']} ms"),
-        (f"raw produce -> consume, same broker, p50 / p99 ({len(raw)} messages at {args.rate:,.0f}/s)",
-         f"{base['p50']} / {base['p99']} ms"),
+    report("e2e", _rows(args, run, stats, figures), figures)
+
+
+def _rows(args: argparse.Namespace, run: Run, stats: dict[str, dict[str, float]],
+          figures: dict[str, Any]) -> list[tuple[str, str]]:
+    def both(name: str) -> str:
+        return f"{stats[name]['p50']} / {stats[name]['p99']} ms"
+
+    e2e, pred = stats["e2e"], stats["prediction"]
+    return [
+        (f"SYNTHETIC scenario paced in event time: {run.paced.records} records in {run.paced.seconds:.0f} s",
+         f"{figures['rate_per_s']:,.0f}/s"),
+        (f"liquidation -> intent in Kafka (CreateTime, whole ms), p50 / p99 ({figures['intents']} intents)",
+         both("e2e")),
+        ("  p999 (nearest rank: the max below 1,000 samples) / max", f"{e2e['p999']} / {e2e['max']} ms"),
+        ("  the intent received by the bench's consumer instead, p50 / p99", both("received")),
+        ("  decide: prediction -> intent, p50 / p99", both("decide")),
+        (f"liquidation -> prediction in Kafka, p50 / p99 / p999 ({figures['predictions']} predictions, "
+         f"{figures['liquidations']} liquidations)", f"{pred['p50']} / {pred['p99']} / {pred['p999']} ms"),
+        ("  features: liquidation -> vector, p50 / p99", both("features")),
+        ("  predict: vector -> prediction, p50 / p99", both("predict")),
+        ("  p50 by minute of the run", " ".join(f"{x:g}" for x in figures["prediction_p50_ms_by_minute"])),
+        ("  p99 by minute of the run", " ".join(f"{x:g}" for x in figures["prediction_p99_ms_by_minute"])),
+        (f"raw produce -> consume, same broker, p50 / p99 ({figures['raw_samples']} at {args.rate:,.0f}/s)",
+         both("raw")),
+        ("  the same received by a Faust agent doing nothing else, p50 / p99", both("faust")),
         ("intent p99 / raw round-trip p99", f"{figures['p99_over_raw_p99']}"),
-    ], figures)
+        ("worker CPU while paced (share of one core)", f"{run.worker_cpu:.2f}"),
+        ("load average (1 min) before / after", " / ".join(f"{x:.2f}" for x in figures["load_avg_1m"])),
+    ]

@@ -1,0 +1,270 @@
+"""`liqbot bench agents`: real market records/s through the features agent of one worker, against a plain loop.
+
+The real Binance USD-M and Bybit captures, pre-produced as Avro into topics of their own, then read four ways in
+the same run: (1) one `liqbot agents worker` (all four agents, as deployed), timed by the features agent's count
+of records folded in (`applied` in its status.json, written every second: the rate is the slope between the
+first and last samples taken mid-run); (2) the baseline, a plain confluent-kafka consumer loop doing the agent's
+feature work (decode with the project's serde, the same event-time merge per partition, `FeatureEngine.update`);
+(3) a Faust agent on the same topics that does nothing with the messages; (4) decode and `FeatureEngine` alone,
+in memory, to show where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from agents.app import FEATURE_INPUTS
+from bench import report
+from bench.worker import BareAgent, WorkerProcess
+from decision.features import FeatureEngine, MarketRecord
+from liqbot.config import Settings
+from liqbot.data import BINANCE_CAPTURE, BYBIT_CAPTURE
+from liqbot.errors import LiqbotError
+from schemas.records import AvroRecord
+from streams.capture_replay import capture_records
+from streams.clients import Clients
+from streams.consumer import consumer_config
+from streams.merge import EventTimeMerge
+from streams.serde import Serde
+
+
+def real_records(limit: int | None) -> list[AvroRecord]:
+    """Every record the live path makes of the real Binance USD-M capture, then of the Bybit one."""
+    records = capture_records(BINANCE_CAPTURE, "binance-usdm") + capture_records(BYBIT_CAPTURE, "bybit-linear")
+    return records[:limit] if limit else records
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The records' Avro payloads on a fresh topic prefix, and how many the features agent reads."""
+
+    clients: Clients
+    payloads: list[tuple[str, bytes, bytes]]  # topic, value, key
+    feature_topics: list[str]
+
+    @property
+    def feature_payloads(self) -> list[tuple[str, bytes, bytes]]:
+        return [p for p in self.payloads if p[0] in self.feature_topics]
+
+
+def produce(settings: Settings, records: list[AvroRecord]) -> Workload:
+    """Encode every record (registering its schema) and produce it to a fresh prefix, before any timing."""
+    run = replace(settings, kafka=replace(settings.kafka, topic_prefix=f"bench.agents.{uuid.uuid4().hex[:8]}."))
+    clients = Clients.connect(run)
+    clients.topics.ensure(clients.admin())
+    names = {spec.schema: clients.topics.name(spec) for spec in clients.topics.specs if spec.name != "deadletter"}
+    payloads = [(names[r.SCHEMA], clients.serde.encode(names[r.SCHEMA], r), r.kafka_key().encode())
+                for r in records]
+    for topic, value, key in payloads:
+        clients.producer.send_raw(topic, value, key)
+    clients.producer.drain()
+    return Workload(clients, payloads, [clients.topics.name(t) for t in FEATURE_INPUTS])
+
+
+def _market(record: AvroRecord) -> MarketRecord:
+    if not isinstance(record, MarketRecord):
+        raise LiqbotError(f"not a market record on a feature topic: {record.SCHEMA}")
+    return record
+
+
+class _Partition:
+    """One partition's event-time merge and feature state, as the features agent keeps them."""
+
+    def __init__(self, topics: list[str], high: dict[str, int]) -> None:
+        self.merge: EventTimeMerge[MarketRecord] = EventTimeMerge()
+        for topic in topics:
+            self.merge.add_source(topic)
+        self.engine = FeatureEngine()
+        self.high = high  # end offset of each topic (the records were produced before the run)
+        self.read = dict.fromkeys(topics, -1)  # newest offset consumed
+
+    def idle(self, topic: object) -> bool:
+        """Read to its end: nothing earlier can come from `topic` (the agent asks its consumer's high-water mark)."""
+        return self.read[str(topic)] + 1 >= self.high[str(topic)]
+
+    def add(self, topic: str, offset: int, record: MarketRecord) -> int:
+        """Fold in every record the merge now releases; returns how many."""
+        self.read[topic] = offset
+        self.merge.push(topic, record.ts_event_ns, offset, record)
+        released = self.merge.release(self.idle)
+        for ready in released:
+            self.engine.update(ready)
+        return len(released)
+
+
+def baseline(work: Workload) -> tuple[int, float]:
+    """A plain consumer loop doing the features agent's work: (records folded in, seconds from the first consumed)."""
+    kafka, serde, topics = work.clients.settings.kafka, work.clients.serde, work.feature_topics
+    consumer = Consumer(consumer_config(kafka, f"bench-agents-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False}))
+    parts = {}
+    for p in range(kafka.partitions):
+        high = {t: consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for t in topics}
+        parts[p] = _Partition(topics, high)
+    consumer.assign([TopicPartition(t, p, 0) for t in topics for p in parts])
+    expected = sum(sum(part.high.values()) for part in parts.values())
+    applied = consumed = 0
+    start = 0.0
+    try:
+        while applied < expected:
+            # never more than are left: consume() would wait out its timeout for a batch that cannot fill
+            for msg in consumer.consume(num_messages=min(1000, expected - consumed), timeout=1.0):
+                start = start or time.perf_counter()
+                consumed += 1
+                if msg.error():
+                    raise KafkaException(msg.error())
+                topic = msg.topic() or ""
+                record = _market(serde.decode(topic, msg.value() or b""))
+                applied += parts[msg.partition() or 0].add(topic, msg.offset() or 0, record)
+    finally:
+        consumer.close()
+    return applied, time.perf_counter() - start
+
+
+def in_memory(work: Workload) -> tuple[float, float]:
+    """Records/s of Avro decode alone and of `FeatureEngine.update` alone, on the feature topics' records."""
+    serde: Serde = work.clients.serde
+    payloads = work.feature_payloads
+    start = time.perf_counter()
+    records = [serde.decode(topic, value) for topic, value, _ in payloads]
+    decode_s = time.perf_counter() - start
+    ordered = sorted((_market(r) for r in records), key=lambda r: r.ts_event_ns)
+    engine = FeatureEngine()
+    start = time.perf_counter()
+    for record in ordered:
+        engine.update(record)
+    return len(payloads) / decode_s, len(payloads) / (time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A worker's status.json each time it was rewritten (every second), with the file's time."""
+
+    points: list[tuple[float, dict[str, Any]]]
+
+    def rate(self, count: Callable[[dict[str, Any]], int], total: int,
+             of: Callable[[dict[str, Any]], int] | None = None) -> float | None:
+        """Per second of `of` (default `count`) between the first and last samples where 0 < `count` < `total`:
+        neither start-up nor the 1 s status interval blurs it. None when the run was too short for two."""
+        inside = [(t, s) for t, s in self.points if 0 < count(s) < total]
+        if len(inside) < 2:
+            return None
+        (t0, s0), (t1, s1) = inside[0], inside[-1]
+        return ((of or count)(s1) - (of or count)(s0)) / (t1 - t0)
+
+
+def watch(worker: WorkerProcess, count: Callable[[dict[str, Any]], int], total: int, timeout_s: float) -> Samples:
+    """Sample the worker's status file each time it is rewritten, until `count(status)` reaches `total`."""
+    points: list[tuple[float, dict[str, Any]]] = []
+    seen_ns, deadline = 0, time.monotonic() + timeout_s
+    while not points or count(points[-1][1]) < total:
+        if worker.process.poll() is not None or time.monotonic() > deadline:
+            got = count(points[-1][1]) if points else 0
+            raise LiqbotError(f"the worker's count stopped at {got} of {total}; its log:\n{worker.tail()}")
+        time.sleep(0.02)
+        try:
+            mtime_ns = worker.status_path.stat().st_mtime_ns
+            if mtime_ns != seen_ns:
+                points.append((mtime_ns / 1e9, json.loads(worker.status_path.read_text())))
+                seen_ns = mtime_ns
+        except (FileNotFoundError, ValueError):
+            continue  # not written yet, or caught between its write and rename
+    return Samples(points)
+
+
+def _features(status: dict[str, Any]) -> int:
+    return int(status.get("applied", {}).get("features", 0))
+
+
+def _consumed(status: dict[str, Any]) -> int:
+    return int(status.get("counts", {}).get("consumed", 0))
+
+
+def worker_rates(work: Workload, home: Path, timeout_s: float) -> tuple[float | None, float | None]:
+    """Records/s the features agent of one worker folded in, and messages/s all its agents consumed meanwhile."""
+    total = len(work.feature_payloads)
+    with WorkerProcess(work.clients.settings, home) as worker:
+        samples = watch(worker, _features, total, timeout_s)
+    return samples.rate(_features, total), samples.rate(_features, total, of=_consumed)
+
+
+def empty_loop_rate(work: Workload, home: Path, timeout_s: float) -> float:
+    """Messages/s of a Faust agent that does nothing, on the features agent's topics, first to last message."""
+    with BareAgent(work.clients.settings, work.feature_topics, len(work.feature_payloads), home) as bare:
+        result = bare.result(timeout_s)
+    return float(result["messages"]) / float(result["seconds"])
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Every figure of one run, in records (or messages) per second; None where the run was too short to tell."""
+
+    agent: float | None
+    worker_messages: float | None
+    baseline: float
+    empty_loop: float
+    decode: float
+    engine: float
+
+
+def _measure(work: Workload, timeout_s: float) -> Rates:
+    decode_rps, engine_rps = in_memory(work)
+    applied, baseline_s = baseline(work)
+    with tempfile.TemporaryDirectory(prefix="bench-agents-") as home:
+        agent_rps, consumed_rps = worker_rates(work, Path(home) / "worker", timeout_s)
+        empty_rps = empty_loop_rate(work, Path(home) / "bare", timeout_s)
+    return Rates(agent_rps, consumed_rps, applied / baseline_s, empty_rps, decode_rps, engine_rps)
+
+
+def _per_s(value: float | None, unit: str = "records/s") -> str:
+    return f"{value:,.0f} {unit}" if value is not None else "run too short to tell (under two status samples)"
+
+
+def main(argv: list[str], settings: Settings) -> int:
+    parser = argparse.ArgumentParser(prog="liqbot bench agents")
+    parser.add_argument("--records", type=int, help="only the first N records of the captures (default: all)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds a reader may take")
+    args = parser.parse_args(argv)
+
+    records = real_records(args.records)
+    print(f"bench agents: {len(records)} real records (Binance USD-M, Bybit captures), "
+          f"{settings.kafka.partitions} partitions, on {settings.kafka.bootstrap_servers}")
+    load = os.getloadavg()[0]
+    work = produce(settings, records)
+    r = _measure(work, args.timeout)
+    load_after = os.getloadavg()[0]
+    ratio = round(r.agent / r.baseline, 3) if r.agent is not None else None
+    figures = {
+        "agent_records_per_s": _round(r.agent), "baseline_records_per_s": round(r.baseline),
+        "agent_over_baseline": ratio, "faust_empty_loop_records_per_s": round(r.empty_loop),
+        "worker_messages_per_s": _round(r.worker_messages), "decode_records_per_s": round(r.decode),
+        "feature_engine_records_per_s": round(r.engine), "records": len(records),
+        "feature_records": len(work.feature_payloads), "load_avg_1m": [round(load, 2), round(load_after, 2)],
+        "target_records_per_s": 50_000,
+    }
+    report("agents", [
+        (f"features agent, one worker with all four agents ({len(work.feature_payloads)} records)", _per_s(r.agent)),
+        ("  that worker's agents together (features, decide, execute inputs)",
+         _per_s(r.worker_messages, "messages/s")),
+        ("plain confluent-kafka loop: decode + event-time merge + FeatureEngine", _per_s(r.baseline)),
+        ("agent / plain loop", f"{ratio}"),
+        ("Faust agent doing nothing, same topics", _per_s(r.empty_loop, "messages/s")),
+        ("in memory: Avro decode alone", _per_s(r.decode)),
+        ("in memory: FeatureEngine.update alone (event-time order)", _per_s(r.engine)),
+        ("load average (1 min) before / after", f"{load:.2f} / {load_after:.2f}"),
+    ], figures)
+    return 0
+
+
+def _round(value: float | None) -> int | None:
+    return round(value) if value is not None else None
