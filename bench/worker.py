@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -32,19 +33,21 @@ _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer"
 class WorkerProcess:
     """One worker with its own home (its status file, Faust data and log); a context manager that stops it."""
 
-    def __init__(self, settings: Settings, home: Path, *, models: Path | None = None) -> None:
+    def __init__(self, settings: Settings, home: Path, *options: str, models: Path | None = None,
+                 env: Mapping[str, str] | None = None, verbose: bool = False) -> None:
+        """`options` go to the worker's command line (`--live`, ...); `env` adds to the environment (API keys)."""
         self.home = home
         self.status_path = home / "agents" / "status.json"
-        env = {**os.environ, "LIQBOT_TOPIC_PREFIX": settings.kafka.topic_prefix,
-               "LIQBOT_PARTITIONS": str(settings.kafka.partitions), "LIQBOT_HOME": str(home)}
+        environment = {**os.environ, "LIQBOT_TOPIC_PREFIX": settings.kafka.topic_prefix,
+                       "LIQBOT_PARTITIONS": str(settings.kafka.partitions), "LIQBOT_HOME": str(home), **(env or {})}
         home.mkdir(parents=True, exist_ok=True)
         self.log_path = home / "worker.log"
         self._log = self.log_path.open("w")
         extra = ["--models", str(models)] if models else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "liqbot.cli", "agents", "worker", "--bootstrap", settings.kafka.bootstrap_servers,
-             "--registry", settings.serde.registry_url, *extra],
-            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "liqbot.cli", *(["-v"] if verbose else []), "agents", "worker", "--bootstrap",
+             settings.kafka.bootstrap_servers, "--registry", settings.serde.registry_url, *extra, *options],
+            cwd=REPO, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
 
     def status(self) -> dict[str, Any]:
         """The newest status.json the worker wrote (every second), or an empty one before the first."""
@@ -157,8 +160,9 @@ class _Tally:
 
 
 def bare_agent(argv: list[str]) -> None:
-    """Child process of `BareAgent`: a Faust app with the agents' consumer settings and one agent that only counts
-    and times its messages; writes `ready` once assigned and `result.json` once it has seen `expected`."""
+    """Child process of `BareAgent`: a Faust app read like the agents' (from the earliest offset, events not acked
+    one by one) with one agent that only counts and times its messages; writes `ready` once assigned and
+    `result.json` once it has seen `expected`."""
     bootstrap, partitions, expected, home, *topics = argv
     app = faust.App(f"bench-bare-{os.getpid()}-{time.time_ns()}", broker=f"kafka://{bootstrap}", store="memory://",
                     datadir=str(Path(home) / "faust"), web_enabled=False, consumer_auto_offset_reset="earliest",

@@ -7,7 +7,6 @@ record is real.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 
 from agents.app import FEATURE_INPUTS
+from bench.worker import WorkerProcess as Worker
 from decision.features import FeatureEngine
 from decision.scoring import Scorer
 from liqbot.config import Settings
@@ -78,44 +78,12 @@ def feed(settings: Settings, records: list[AvroRecord]) -> None:
     clients.producer.drain()
 
 
-class Worker:
-    """`liqbot agents worker` as its own process, with its own home (status file, Faust data)."""
-
-    def __init__(self, settings: Settings, home: Path, *options: str, env: dict[str, str] | None = None) -> None:
-        self.home = home
-        env = {**os.environ, "LIQBOT_TOPIC_PREFIX": settings.kafka.topic_prefix,
-               "LIQBOT_PARTITIONS": str(settings.kafka.partitions), "LIQBOT_HOME": str(home), **(env or {})}
-        home.mkdir(parents=True, exist_ok=True)
-        self.log = (home / "worker.log").open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "liqbot.cli", "-v", "agents", "worker", "--bootstrap",
-             settings.kafka.bootstrap_servers, "--registry", settings.serde.registry_url, *options],
-            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def status(self) -> dict[str, Any]:
-        path = self.home / "agents" / "status.json"
-        return json.loads(path.read_text()) if path.exists() else {"partitions": [], "symbols": {}, "counts": {}}
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.log.close()
-
-    def tail(self) -> str:
-        return "".join((self.home / "worker.log").read_text().splitlines(keepends=True)[-40:])
-
-
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
 
     def start(settings: Settings, name: str, *options: str, env: dict[str, str] | None = None) -> Worker:
-        worker = Worker(settings, tmp_path / name, *options, env=env)
+        worker = Worker(settings, tmp_path / name, *options, env=env, verbose=True)
         started.append(worker)
         return worker
 
