@@ -30,6 +30,17 @@ __all__ = ["BareAgent", "WorkerProcess", "bare_agent"]
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
+def _stop(process: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal a child and wait for it; one that is still alive after 30 s is killed."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 class WorkerProcess:
     """One worker with its own home (its status file, Faust data and log); a context manager that stops it."""
 
@@ -73,13 +84,7 @@ class WorkerProcess:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Signal the worker and wait for it (killed after 30 s)."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        _stop(self.process, sig)
         self._log.close()
 
     def tail(self, lines: int = 40) -> str:
@@ -127,13 +132,7 @@ class BareAgent:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        _stop(self.process, signal.SIGTERM)
         self._log.close()
 
 
