@@ -216,9 +216,9 @@ def _partitioned_agent(rt: _Runtime, name: str, *, inputs: Sequence[str], factor
     app, codec = rt.app, rt.codec
     changelog = StateChangelog(codec.clients.settings.kafka, f"{app.conf.id}-{name}-state-changelog")
     changelog.ensure()
-    states: PartitionStates[S] = PartitionStates(changelog, factory, codec, version=version,
-                                                 every_s=rt.options.snapshot_every_s)
     topics = [codec.topic(t) for t in inputs]
+    states: PartitionStates[S] = PartitionStates(changelog, factory, codec, version=version,
+                                                 every_s=rt.options.snapshot_every_s, sources=topics if merge else ())
 
     def apply(slot: Slot[S], topic: str, offset: int, record: AvroRecord | None, event: Any) -> None:
         rt.applied[name] += 1
@@ -254,8 +254,6 @@ def _partitioned_agent(rt: _Runtime, name: str, *, inputs: Sequence[str], factor
                 if not merge:
                     apply(slot, msg.topic, msg.offset, record, event)
                 else:
-                    for topic in topics:
-                        slot.merge.add_source(topic)
                     ts_ns = record.ts_event_ns if record is not None else -1  # type: ignore[attr-defined]
                     slot.merge.push(msg.topic, ts_ns, msg.offset, (msg.topic, msg.offset, record, event))
                     drain(slot)

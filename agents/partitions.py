@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -47,8 +47,9 @@ class PartitionStates(Generic[S]):
     """Slots of the partitions this worker owns; `done` snapshots a slot when it is due."""
 
     def __init__(self, changelog: StateChangelog, factory: Callable[[], S], codec: AgentCodec, *, version: str,
-                 every_s: float) -> None:
+                 every_s: float, sources: Sequence[str] = ()) -> None:
         self._changelog = changelog
+        self._sources = sources  # the input topics a slot's event-time merge waits on, in tie-break order
         self._factory = factory
         self._codec = codec
         self._version = version  # state written by other code (another feature spec, say) is not loaded
@@ -60,6 +61,8 @@ class PartitionStates(Generic[S]):
         slot = self.slots.get(partition)
         if slot is None:
             slot = self.slots[partition] = self._load(partition)
+            for source in self._sources:
+                slot.merge.add_source(source)
         slot.last_event_at = time.monotonic()
         return slot
 
