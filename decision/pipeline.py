@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from decision.paper import PaperAccount, PaperConfig, PaperVenue, VenueRecord
-from decision.risk import AccountRisk, SymbolKey, cancel_all_reason
+from decision.risk import AccountRisk, SymbolKey
 from decision.strategy import StrategyConfig, SymbolStrategy, decide
 from schemas.records import (
     FeatureVector,
@@ -81,9 +81,6 @@ class _SymbolBook:
         """The newest top at or before `ts_ns` (the agent's event-time merge has delivered every earlier one)."""
         index = bisect.bisect_right(self.times, ts_ns)
         return self.tops[index - 1] if index else None
-
-    def newest(self) -> TopOfBook | None:
-        return self.tops[-1] if self.tops else None
 
 
 @dataclass
@@ -180,17 +177,6 @@ class DecideStep:
             if decision.intent is not None:
                 out.append(decision.intent)
         return out
-
-    def kill_switch(self, reason: str | None, ts_ns: int) -> list[OrderIntent | OrderCancel]:
-        """The operator's switch: on, no intent passes and every symbol's resting orders are cancelled."""
-        self.account.set_kill_switch(reason)
-        if reason is None:
-            return []
-        return [_cancel(s, ts_ns, 0, f"kill:{ts_ns}", f"kill switch: {reason}") for s in self.symbols.values()]
-
-    def cancel_reason(self, venue: str, symbol: str, now_ns: int) -> str | None:
-        state = self.symbol(venue, symbol)
-        return cancel_all_reason(self.account, state.risk, now_ns, self.config.risk)
 
 
 def _cancel(state: SymbolStrategy, ts_ns: int, ts_recv_ns: int, event_id: str, reason: str) -> OrderCancel:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from liqbot.errors import LiqbotError
 
 __all__ = [
-    "ENV_API_KEY", "ENV_API_SECRET", "REDACTED", "Credentials", "RedactingFilter", "hmac_sha256_hex", "rest_headers",
+    "ENV_API_KEY", "ENV_API_SECRET", "REDACTED", "Credentials", "hmac_sha256_hex", "rest_headers",
     "rest_prehash", "ws_auth_request", "ws_auth_signature",
 ]
 
@@ -55,21 +54,6 @@ class Credentials:
     def redact(self, text: str) -> str:
         """`text` with the key and the secret replaced; venue replies can echo the key (retCode 10004)."""
         return text.replace(self.api_secret, REDACTED).replace(self.api_key, REDACTED)
-
-
-class RedactingFilter(logging.Filter):
-    """Scrubs the credentials from records of a logger we do not control (websockets logs frames at DEBUG)."""
-
-    def __init__(self, credentials: Credentials) -> None:
-        super().__init__()
-        self._credentials = credentials
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = self._credentials.redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
 
 
 def hmac_sha256_hex(secret: str, message: str) -> str:

@@ -100,7 +100,6 @@ class Collector:
         clients.topics.ensure(clients.admin())
         self.consumer = clients.consumer([clients.topics.name(t) for t in topics], f"collect-{uuid.uuid4().hex}")
         self.by_topic: dict[str, dict[str, AvroRecord]] = {}
-        self.duplicates = 0
         self.conflicts: list[str] = []  # an id seen twice with different content
         self.names = {clients.topics.name(t): t for t in topics}
 
@@ -114,7 +113,6 @@ class Collector:
             key = str(getattr(record, "event_id", None) or getattr(record, "client_order_id", ""))
             known = self.by_topic.setdefault(self.names[got.topic], {})
             if key in known:
-                self.duplicates += 1
                 if not same_record(known[key], record):
                     self.conflicts.append(f"{self.names[got.topic]} {key}")
                 continue
