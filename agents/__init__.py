@@ -1,1 +1,1 @@
-"""The Faust app and its agents (features, predict, decide, execute): thin wrappers over pure logic."""
+"""The agents worker (features, predict, decide, execute): thin wrappers over the pure logic in `decision/`."""

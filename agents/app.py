@@ -1,12 +1,16 @@
-"""The Faust app: features, predict, decide and execute agents over the registry's topics.
+"""The agents worker: features, predict, decide and execute agents over the registry's topics, in a Faust app.
 
-Agents are thin: decode, call the decision step, send, count. Each keeps its state per source partition in a
-table with a changelog topic (see `agents/partitions.py`); symbol-keyed topics share one partition count, so a
-partition holds the same symbols in every topic and a worker that owns it owns those symbols everywhere.
+Agents are thin: a decision step, its inputs and its state. Each keeps its state per source partition with a
+changelog topic (`agents/partitions.py`); one reader (`agents/runner.py`) feeds them all. Symbol-keyed topics
+share one partition count, so a partition holds the same symbols in every topic and a worker that owns it owns
+those symbols everywhere. Faust runs the worker: start, stop, signals, the model refresh and, under `--live`,
+the execute agent, whose Bybit calls are asynchronous I/O.
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import logging
 import os
@@ -18,19 +22,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import faust
-from faust.types import TP
+import mode
 
-from agents.assignor import CopartitionedPartitionAssignor
 from agents.changelog import StateChangelog
 from agents.codec import AgentCodec
 from agents.live import live_execute_agent
-from agents.partitions import PartitionStates, Slot
+from agents.partitions import SNAPSHOT_EVERY_S, PartitionStates
+from agents.pauses import GcPauses
+from agents.runner import Agent, Handler, Runner
 from decision.features import FeatureEngine
 from decision.paper import PaperAccount, PaperConfig, PaperVenue
 from decision.pipeline import DecideStep, ExecuteStep, PredictStep
 from decision.risk import AccountRisk
 from decision.strategy import StrategyConfig
 from liqbot.config import Settings
+from liqbot.errors import LiqbotError
 from schemas.records import (
     AvroRecord,
     BookUpdate,
@@ -45,19 +51,20 @@ from streams.clients import Clients
 from training.registry import ModelRegistry
 from training.serving import ServedModel
 
-__all__ = ["AgentOptions", "build_app"]
+__all__ = ["AGENTS", "AgentOptions", "build_app"]
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
-Handler = Callable[[S, AvroRecord], Sequence[AvroRecord]]
 
 FEATURE_INPUTS = ("market.liquidations", "market.trades", "market.book", "market.top_of_book", "market.tickers")
 DECIDE_INPUTS = ("predictions", "market.liquidations", "market.top_of_book", "market.instruments", "orders.events",
                  "positions")
 EXECUTE_INPUTS = ("orders.intents", "orders.cancels", "market.trades", "market.top_of_book", "market.tickers",
                   "market.funding")
+AGENTS = ("features", "predict", "decide", "execute")
 _MARKET = Liquidation | Trade | TopOfBook | BookUpdate | Ticker
+_SAVE_CHECK_S = 0.1  # one snapshot per check at most: a round of all partitions at once would stall the agents
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -66,8 +73,9 @@ class AgentOptions:
     """What one worker runs with; the consumer group (and so the symbol split) is `app_id` under the prefix."""
 
     app_id: str = "liqbot-agents"
+    agents: tuple[str, ...] = AGENTS  # a subset runs in a group of its own: agents can scale across processes
     data_dir: Path = Path(".liqbot/agents")
-    snapshot_every_s: float = 2.0  # state and acks go to the changelog at most this often per partition
+    snapshot_every_s: float = SNAPSHOT_EVERY_S  # state and acks go to the changelog this often per partition
     models_dir: Path | None = None  # the model registry (default: the committed one in training/models)
     starting_equity: float = 100_000.0  # paper account, quote units
     model_refresh_s: float = 30.0  # how often the predict agent looks for a new CURRENT model
@@ -82,60 +90,86 @@ class _Runtime:
     app: faust.App
     codec: AgentCodec
     options: AgentOptions
-    symbols: dict[str, Callable[[], set[tuple[str, str]]]]  # agent -> the (venue, symbol)s its state holds
-    steps: dict[str, Callable[[], Counter[str]]]  # agent -> its decision step's counts (late, skipped, refused)
-    applied: Counter[str] = field(default_factory=Counter)  # agent -> records it folded in (`liqbot bench agents`)
+    group: str  # the reader's consumer group, which owns the agents' changelog topics (one state per group)
+    agents: list[Agent[Any]] = field(default_factory=list)
+    symbols: dict[str, Callable[[], set[tuple[str, str]]]] = field(default_factory=dict)  # agent -> its symbols
+    steps: dict[str, Callable[[], Counter[str]]] = field(default_factory=dict)  # agent -> its step's counts
+    timers: list[tuple[float, Callable[[], None]]] = field(default_factory=list)  # work on the reader's thread
+    gc: GcPauses = field(default_factory=GcPauses)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, runner: Runner) -> dict[str, Any]:
         """What this worker owns and did: for operators (`data_dir/status.json`) and the scaling tests."""
-        trades = self.codec.topic("market.trades")
-        assigned = sorted({tp.partition for tp in self.app.consumer.assignment() if tp.topic == trades})
+        assigned = sorted({p for _, p in runner.assigned})  # the same numbers in every topic (range assignor)
         return {"pid": os.getpid(), "partitions": assigned, "counts": dict(sorted(self.codec.counts.items())),
                 "symbols": {name: sorted("/".join(key) for key in held()) for name, held in self.symbols.items()},
-                "applied": dict(sorted(self.applied.items())),
+                "applied": {agent.name: agent.applied for agent in self.agents},
+                "snapshots": {agent.name: agent.states.timing.report() for agent in self.agents},
+                "gc": self.gc.report(),
                 "steps": {name: dict(sorted(counts().items())) for name, counts in self.steps.items()}}
 
 
 def build_app(settings: Settings, options: AgentOptions) -> faust.App:
-    """A Faust app on `settings`' broker; the registry's topics are created before it starts."""
-    clients = Clients.connect(settings)
+    """A Faust worker app on `settings`' broker; the registry's topics are created before it starts."""
+    unknown = set(options.agents) - set(AGENTS)
+    if unknown or not options.agents:
+        raise LiqbotError(f"unknown agents {sorted(unknown)}: choose among {', '.join(AGENTS)}")
+    # no linger: the agents' outputs are sparse, and each one is the next hop's input
+    clients = Clients.connect(settings, **{"linger.ms": 0})
     clients.topics.ensure(clients.admin())
+    stem = settings.kafka.topic_prefix + options.app_id
+    # workers running the same agents share a group and split its partitions; another set of agents reads the
+    # same topics in full, so it is another group, with its own offsets and so its own changelogs
+    chosen = [name for name in AGENTS if name in options.agents]
+    group = stem if len(chosen) == len(AGENTS) else f"{stem}.{'-'.join(chosen)}"  # Faust names a topic after it: no '+'
     app = faust.App(
-        settings.kafka.topic_prefix + options.app_id,
+        f"{group}-worker",  # Faust's own consumer group: only the live execute agent reads through it
         broker=f"kafka://{settings.kafka.bootstrap_servers}",
-        store="memory://",  # tables live in memory and are rebuilt from their changelog topics
+        store="memory://",
         datadir=str(options.data_dir),
         web_enabled=False,
         topic_partitions=settings.kafka.partitions,
         topic_replication_factor=settings.kafka.replication_factor,
         consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
         broker_session_timeout=options.session_timeout_s,
         broker_heartbeat_interval=min(3.0, options.session_timeout_s / 4),
-        stream_wait_empty=False,  # unacknowledged events are not in a snapshot yet: the next owner reprocesses them
         producer_acks=-1,
-        # Faust uses its own (co-partitioning) assignor only when tables or standbys exist, else aiokafka's round
-        # robin; the agents keep state in their own changelogs (agents/changelog.py), so ask for standbys
-        PartitionAssignor=CopartitionedPartitionAssignor,
-        table_standby_replicas=1,
     )
-    rt = _Runtime(app, AgentCodec(clients), options, {}, {})
-    _features_agent(rt)
-    _predict_agent(rt)
-    _decide_agent(rt)
-    if options.live is None:
-        _execute_agent(rt)
-    else:
-        live_execute_agent(app, rt.codec, options.live, _RAW)
+    rt = _Runtime(app, AgentCodec(clients), options, group)
+    for name in chosen:
+        if name == "execute" and options.live is not None:
+            live_execute_agent(app, rt.codec, options.live, _RAW)
+        else:
+            _BUILDERS[name](rt)
+    runner = Runner(settings.kafka, group, rt.codec, rt.agents, idle_check_s=options.idle_check_s,
+                    session_timeout_s=options.session_timeout_s)
+    for every_s, call in rt.timers:
+        runner.every(every_s, call)
+    runner.every(_SAVE_CHECK_S, runner.save)
     status_path = options.data_dir / "status.json"
 
-    async def status() -> None:
-        report = rt.status()
+    def status() -> None:
+        report = rt.status(runner)
         log.info("agents: partitions %s, %s", report["partitions"], report["counts"])
         status_path.with_suffix(".tmp").write_text(json.dumps(report, indent=1))
         status_path.with_suffix(".tmp").replace(status_path)
 
-    app.timer(options.status_every_s)(status)
+    runner.every(options.status_every_s, status)
+
+    @app.service
+    class Reader(mode.Service):
+        """The agents' reader thread, started and stopped with the worker."""
+
+        async def on_start(self) -> None:
+            # start-up objects (modules, schemas, the model) live as long as the worker: frozen, they are out of
+            # every later full collection, which would otherwise pause the reader for longer as they pile up
+            gc.collect()
+            gc.freeze()
+            rt.gc.install()
+            runner.start()
+
+        async def on_stop(self) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, runner.stop)
+
     return app
 
 
@@ -186,14 +220,14 @@ def _decide_agent(rt: _Runtime) -> None:
     rt.symbols["decide"] = lambda: {k for slot in states.slots.values() for k in slot.state.symbols}
     rt.steps["decide"] = lambda: sum((slot.state.counts for slot in states.slots.values()), Counter())
 
-    async def dead_man() -> None:
+    def dead_man() -> None:
         """Wall time only enters here: a partition silent for longer than the timeout cancels its orders."""
         now = time.monotonic()
         for slot in list(states.slots.values()):
             for cancel in slot.state.on_clock(int((now - slot.last_event_at) * 1e9)):
                 rt.codec.send(cancel)
 
-    rt.app.timer(1.0)(dead_man)
+    rt.timers.append((1.0, dead_man))
 
 
 def _execute_agent(rt: _Runtime) -> None:
@@ -213,67 +247,15 @@ def _execute_agent(rt: _Runtime) -> None:
 def _partitioned_agent(rt: _Runtime, name: str, *, inputs: Sequence[str], factory: Callable[[], S], version: str,
                        handle: Handler[S], merge: bool) -> PartitionStates[S]:
     """An agent over `inputs` whose state lives per partition; `merge` feeds it in event-time order."""
-    app, codec = rt.app, rt.codec
-    changelog = StateChangelog(codec.clients.settings.kafka, f"{app.conf.id}-{name}-state-changelog")
+    codec = rt.codec
+    changelog = StateChangelog(codec.clients.settings.kafka, f"{rt.group}-{name}-state-changelog")
     changelog.ensure()
-    topics = [codec.topic(t) for t in inputs]
-    states: PartitionStates[S] = PartitionStates(changelog, factory, codec, version=version,
+    topics = tuple(codec.topic(t) for t in inputs)
+    states: PartitionStates[S] = PartitionStates(changelog, factory, version=version,
                                                  every_s=rt.options.snapshot_every_s, sources=topics if merge else ())
-
-    def apply(slot: Slot[S], topic: str, offset: int, record: AvroRecord | None, event: Any) -> None:
-        rt.applied[name] += 1
-        if record is not None:
-            for out in handle(slot.state, record):
-                codec.send(out)
-        states.done(slot, event, topic, offset)
-
-    def idle(partition: int) -> Callable[[Any], bool]:
-        def caught_up(topic: Any) -> bool:
-            try:
-                high = app.consumer.highwater(TP(topic, partition))
-            except AssertionError:  # aiokafka's word for "not assigned (any more)": hold everything back
-                return False
-            slot = states.slots.get(partition)
-            return high is not None and (slot is None or slot.applied.get(topic, -1) + 1 >= high
-                                         or slot.merge.newest_offset.get(topic, -1) + 1 >= high)
-        return caught_up
-
-    def drain(slot: Slot[S]) -> None:
-        for topic, offset, record, event in slot.merge.release(idle(slot.partition)):
-            apply(slot, topic, offset, record, event)
-
-    @app.agent(app.topic(*topics, **_RAW), name=name)
-    async def agent(stream: Any) -> None:
-        async for event in stream.noack().events():
-            msg = event.message
-            slot = states.slot(msg.partition)
-            if not slot.fresh(msg.topic, msg.offset):
-                states.done(slot, event, msg.topic, msg.offset)
-            else:
-                record = codec.decode(msg.topic, msg.value, msg.key, msg.partition, msg.offset)
-                if not merge:
-                    apply(slot, msg.topic, msg.offset, record, event)
-                else:
-                    ts_ns = record.ts_event_ns if record is not None else -1  # type: ignore[attr-defined]
-                    slot.merge.push(msg.topic, ts_ns, msg.offset, (msg.topic, msg.offset, record, event))
-                    drain(slot)
-
-    async def release_idle() -> None:
-        """Held-back records whose other inputs have since been read to their end (no event to trigger it)."""
-        for slot in list(states.slots.values()):
-            if slot.merge:
-                drain(slot)
-            if slot.merge and log.isEnabledFor(logging.DEBUG):
-                caught_up = idle(slot.partition)
-                log.debug("partition %d: %d held back; newest %s; idle %s", slot.partition, len(slot.merge),
-                          slot.merge.newest_ns, {t: caught_up(t) for t in slot.merge.sources})
-
-    if merge:
-        app.timer(rt.options.idle_check_s)(release_idle)
-    app.timer(rt.options.snapshot_every_s / 2)(states.snapshot_due)
-
-    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
-        states.revoke({tp.partition for tp in args[0]})
-
-    app.on_partitions_revoked.connect(on_revoked)
+    rt.agents.append(Agent(name, topics, states, handle, merge))
     return states
+
+
+_BUILDERS: dict[str, Callable[[_Runtime], None]] = {
+    "features": _features_agent, "predict": _predict_agent, "decide": _decide_agent, "execute": _execute_agent}

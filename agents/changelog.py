@@ -7,13 +7,18 @@ partition is the source partition, the newest record of a key is the state, comp
 
 from __future__ import annotations
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+import logging
+from collections.abc import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from liqbot.config import KafkaSettings
 from liqbot.errors import LiqbotError
 
 __all__ = ["StateChangelog"]
+
+log = logging.getLogger(__name__)
 
 _MAX_BYTES = 64 * 2**20  # a symbol's order book and windows pickle to a few MB
 
@@ -40,11 +45,24 @@ class StateChangelog:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise LiqbotError(f"cannot create state changelog {self.topic}: {exc.args[0].str()}") from exc
 
-    def write(self, partition: int, key: bytes, blob: bytes) -> None:
-        """Blocks until the snapshot is on the broker: only then may the events it contains be acknowledged."""
-        self._producer.produce(self.topic, key=key, value=blob, partition=partition)
+    def write(self, partition: int, key: bytes, blob: bytes, saved: Callable[[], None]) -> None:
+        """Send a snapshot; `saved` runs (from `poll` or `flush`) once it is on the broker, never if it fails."""
+        def delivered(error: KafkaError | None, _: Message) -> None:
+            if error is None:
+                saved()
+            else:
+                log.error("state snapshot of partition %d not written to %s: %s", partition, self.topic, error.str())
+
+        self._producer.produce(self.topic, key=key, value=blob, partition=partition, on_delivery=delivered)
+
+    def poll(self) -> None:
+        """Run the callbacks of the snapshots delivered since the last call; does not wait."""
+        self._producer.poll(0)
+
+    def flush(self) -> None:
+        """Wait until every snapshot sent is on the broker (a hand-over)."""
         if self._producer.flush(30):
-            raise LiqbotError(f"state snapshot of partition {partition} not delivered to {self.topic} in 30 s")
+            raise LiqbotError(f"state snapshots not delivered to {self.topic} in 30 s")
 
     def read(self, partition: int, key: bytes) -> bytes | None:
         """The newest snapshot of `key` in `partition`, or None when there is none."""

@@ -18,8 +18,7 @@ class AgentCodec:
     """Decodes consumed payloads and produces results with librdkafka (the partitioner ingest uses).
 
     Every symbol-keyed topic must put a symbol in the same partition number, or the agents' joins (intents
-    with trades, say) would see different symbols; so outputs go through the same producer as ingest, not
-    through Faust's own.
+    with trades, say) would see different symbols; so outputs go through the same producer as ingest.
     """
 
     def __init__(self, clients: Clients) -> None:

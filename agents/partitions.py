@@ -1,9 +1,10 @@
-"""Agent state per source partition, snapshotted to a changelogged table together with the offsets it holds.
+"""Agent state per source partition, snapshotted to a changelog topic together with the offsets it holds.
 
-At-least-once without losing or double-counting state: an event is acknowledged (so its offset may be
-committed) only once a snapshot that includes it is in the changelog. After a crash the table gives the last
-snapshot and the consumer resumes at or before the offsets it holds; events the snapshot already contains are
-recognised by offset and skipped, the rest are folded in again and give the same outputs with the same ids.
+At-least-once without losing or double-counting state: an offset is acknowledged (so it may be committed) only
+once a snapshot that includes it is in the changelog, and a snapshot is written only once every output of the
+records it holds is on the broker. After a crash the changelog gives the last snapshot and the consumer resumes
+at or before the offsets it holds; records the snapshot already contains are recognised by offset and skipped,
+the rest are folded in again and give the same outputs with the same ids.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from agents.changelog import StateChangelog
-from agents.codec import AgentCodec
 from streams.merge import EventTimeMerge
 
-__all__ = ["PartitionStates", "Slot"]
+__all__ = ["SNAPSHOT_EVERY_S", "PartitionStates", "Slot", "SnapshotTiming"]
+
+# Pickling a partition's windows and books blocks its agents for 5-60 ms (status.json, "snapshots"), so not
+# often; a restart reads at most this much again (Kafka Streams commits every 30 s by default)
+SNAPSHOT_EVERY_S = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -28,34 +32,37 @@ S = TypeVar("S")
 
 @dataclass
 class Slot(Generic[S]):
-    """One source partition's state and the last offset of each topic folded into it."""
+    """One source partition's state, the last offset of each topic folded into it, and the part of that saved."""
 
     partition: int
     state: S
     applied: dict[str, int] = field(default_factory=dict)
-    held: list[Any] = field(default_factory=list)  # Faust events not acknowledged yet
+    acked: dict[str, int] = field(default_factory=dict)  # the offsets of the newest snapshot in the changelog
     merge: EventTimeMerge[Any] = field(default_factory=EventTimeMerge)
     snapshot_at: float = field(default_factory=time.monotonic)
     last_event_at: float = field(default_factory=time.monotonic)
 
     def fresh(self, topic: str, offset: int) -> bool:
-        """False for an event this state already contains (a redelivery after a restart)."""
+        """False for a record this state already contains (a redelivery after a restart)."""
         return offset > self.applied.get(topic, -1)
+
+    @property
+    def unsaved(self) -> bool:
+        return self.applied != self.acked
 
 
 class PartitionStates(Generic[S]):
-    """Slots of the partitions this worker owns; `done` snapshots a slot when it is due."""
+    """Slots of the partitions this worker owns; `snapshot_due` saves those whose interval has passed."""
 
-    def __init__(self, changelog: StateChangelog, factory: Callable[[], S], codec: AgentCodec, *, version: str,
-                 every_s: float, sources: Sequence[str] = ()) -> None:
+    def __init__(self, changelog: StateChangelog, factory: Callable[[], S], *, version: str, every_s: float,
+                 sources: Sequence[str] = ()) -> None:
         self._changelog = changelog
         self._sources = sources  # the input topics a slot's event-time merge waits on, in tie-break order
         self._factory = factory
-        self._codec = codec
         self._version = version  # state written by other code (another feature spec, say) is not loaded
         self._every_s = every_s
         self.slots: dict[int, Slot[S]] = {}
-        self.snapshots = 0
+        self.timing = SnapshotTiming()
 
     def slot(self, partition: int) -> Slot[S]:
         slot = self.slots.get(partition)
@@ -66,34 +73,50 @@ class PartitionStates(Generic[S]):
         slot.last_event_at = time.monotonic()
         return slot
 
-    def done(self, slot: Slot[S], event: Any, topic: str, offset: int) -> None:
-        """`event` is folded into `slot` (or needs nothing): it is acknowledged with the next snapshot."""
+    @staticmethod
+    def done(slot: Slot[S], topic: str, offset: int) -> None:
+        """The record at `offset` is folded into `slot` (or needs nothing): the next snapshot acknowledges it."""
         if offset > slot.applied.get(topic, -1):
             slot.applied[topic] = offset
-        slot.held.append(event)
 
-    def due(self, slot: Slot[S]) -> bool:
-        return bool(slot.held) and time.monotonic() - slot.snapshot_at >= self._every_s
+    def most_overdue(self) -> tuple[float, Slot[S]] | None:
+        """The slot with unsaved records whose interval passed longest ago, and by how long; None when none."""
+        now = time.monotonic()
+        due = [(now - slot.snapshot_at - self._every_s, slot) for slot in self.slots.values() if slot.unsaved]
+        overdue = max(due, key=lambda pair: pair[0], default=None)
+        return overdue if overdue is not None and overdue[0] >= 0 else None
 
-    async def snapshot_due(self) -> None:
-        """The agent's timer: every slot with unacknowledged events whose interval has passed."""
-        for slot in list(self.slots.values()):
-            if self.due(slot):
-                await self.snapshot(slot)
+    def snapshot(self, slot: Slot[S]) -> None:
+        """Send the state with the offsets it holds; they count as acknowledged once it is on the broker.
 
-    async def snapshot(self, slot: Slot[S]) -> None:
-        """Outputs first, then the state that claims them, then the acks."""
-        held, slot.held = slot.held, []
-        self._codec.flush()
-        blob = pickle.dumps((self._version, slot.state, slot.applied), protocol=pickle.HIGHEST_PROTOCOL)
-        self._changelog.write(slot.partition, _key(slot.partition), blob)
-        for event in held:
-            event.ack()
+        The caller has flushed the outputs first: a snapshot must never claim a record whose outputs could still
+        be lost.
+        """
+        started = time.perf_counter()
+        applied = dict(slot.applied)
+        blob = pickle.dumps((self._version, slot.state, applied), protocol=pickle.HIGHEST_PROTOCOL)
+
+        def saved() -> None:  # a partition's snapshots land in the order they were sent
+            slot.acked = applied
+
+        self._changelog.write(slot.partition, _key(slot.partition), blob, saved)
         slot.snapshot_at = time.monotonic()
-        self.snapshots += 1
+        self.timing.add(time.perf_counter() - started, len(blob))
 
-    def revoke(self, partitions: set[int]) -> None:
-        """Forget partitions another worker now owns; their unacknowledged events are that worker's again."""
+    def poll(self) -> None:
+        """Acknowledge the snapshots delivered since the last call."""
+        self._changelog.poll()
+
+    def save(self, partitions: Iterable[int]) -> None:
+        """Snapshot these partitions now if they hold unsaved records and wait for them (a clean hand-over)."""
+        for partition in partitions:
+            slot = self.slots.get(partition)
+            if slot is not None and slot.unsaved:
+                self.snapshot(slot)
+        self._changelog.flush()
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Forget partitions another worker now owns; their unsaved records are that worker's again."""
         for partition in partitions:
             self.slots.pop(partition, None)
 
@@ -107,7 +130,28 @@ class PartitionStates(Generic[S]):
                         partition, version, self._version)
             return Slot(partition, self._factory())
         log.info("partition %d: state restored at offsets %s", partition, applied)
-        return Slot(partition, state, dict(applied))
+        return Slot(partition, state, dict(applied), dict(applied))
+
+
+@dataclass
+class SnapshotTiming:
+    """How long pickling and sending snapshots takes on the reader's thread (status.json; it blocks the agents)."""
+
+    count: int = 0
+    total_s: float = 0.0
+    max_s: float = 0.0
+    last_bytes: int = 0
+
+    def add(self, seconds: float, size: int) -> None:
+        self.count += 1
+        self.total_s += seconds
+        self.max_s = max(self.max_s, seconds)
+        self.last_bytes = size
+
+    def report(self) -> dict[str, float]:
+        mean_ms = self.total_s / self.count * 1e3 if self.count else 0.0
+        return {"count": self.count, "mean_ms": round(mean_ms, 2), "max_ms": round(self.max_s * 1e3, 2),
+                "last_bytes": self.last_bytes}
 
 
 def _key(partition: int) -> bytes:

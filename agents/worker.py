@@ -14,7 +14,7 @@ __all__ = ["run_worker"]
 
 
 def run_worker(settings: Settings, options: AgentOptions, *, loglevel: str = "warning") -> NoReturn:
-    """Blocks until SIGTERM/SIGINT; Faust's worker stops the agents and commits what was acknowledged."""
+    """Blocks until SIGTERM/SIGINT; Faust's worker then stops the reader, which saves and hands over its partitions."""
     options.data_dir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings, options)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

@@ -1,9 +1,9 @@
 """`liqbot bench agents`: real market records/s through the features agent of one worker, against a plain loop.
 
 The real Binance USD-M and Bybit captures, pre-produced as Avro into topics of their own, then read four ways in
-the same run: (1) one `liqbot agents worker` (all four agents, as deployed), timed by the features agent's count
-of records folded in (`applied` in its status.json, written every second: the rate is the slope between the
-first and last samples taken mid-run); (2) the baseline, a plain confluent-kafka consumer loop doing the agent's
+the same run: (1) one `liqbot agents worker` (all four agents, as deployed), timed by its status.json (rewritten
+every 0.1 s): the features agent's records (`applied`) over the time from its first consumed message to its last
+record folded in, as the plain loop is timed; (2) the baseline, a plain confluent-kafka consumer loop doing the agent's
 feature work (decode with the project's serde, the same event-time merge per partition, `FeatureEngine.update`);
 (3) a Faust agent on the same topics that does nothing with the messages; (4) decode and `FeatureEngine` alone,
 in memory, to show where the time goes.
@@ -24,7 +24,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from agents.app import FEATURE_INPUTS
+from agents.app import AGENTS, FEATURE_INPUTS
 from bench import report
 from bench.worker import BareAgent, WorkerProcess
 from decision.features import FeatureEngine, MarketRecord
@@ -37,6 +37,8 @@ from streams.clients import Clients
 from streams.consumer import consumer_config
 from streams.merge import EventTimeMerge
 from streams.serde import Serde
+
+_STATUS_EVERY_S = 0.1  # the worker's status file is the clock of its rate: a run takes a few seconds
 
 
 def real_records(limit: int | None) -> list[AvroRecord]:
@@ -148,19 +150,20 @@ def in_memory(work: Workload) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Samples:
-    """A worker's status.json each time it was rewritten (every second), with the file's time."""
+    """A worker's status.json each time it was rewritten (every 0.1 s here), with the file's time."""
 
     points: list[tuple[float, dict[str, Any]]]
 
     def rate(self, count: Callable[[dict[str, Any]], int], total: int,
              of: Callable[[dict[str, Any]], int] | None = None) -> float | None:
-        """Per second of `of` (default `count`) between the first and last samples where 0 < `count` < `total`:
-        neither start-up nor the 1 s status interval blurs it. None when the run was too short for two."""
-        inside = [(t, s) for t, s in self.points if 0 < count(s) < total]
-        if len(inside) < 2:
+        """Per second of `of` (default `count`) from the first sample in which the worker had consumed anything
+        to the first in which `count` reached `total` (as the plain loop: first consumed to last folded in);
+        None when both are the same sample."""
+        start = next((p for p in self.points if _consumed(p[1]) > 0), None)
+        end = next((p for p in self.points if count(p[1]) >= total), None)
+        if start is None or end is None or end[0] <= start[0]:
             return None
-        (t0, s0), (t1, s1) = inside[0], inside[-1]
-        return ((of or count)(s1) - (of or count)(s0)) / (t1 - t0)
+        return ((of or count)(end[1]) - (of or count)(start[1])) / (end[0] - start[0])
 
 
 def watch(worker: WorkerProcess, count: Callable[[dict[str, Any]], int], total: int, timeout_s: float) -> Samples:
@@ -190,10 +193,13 @@ def _consumed(status: dict[str, Any]) -> int:
     return int(status.get("counts", {}).get("consumed", 0))
 
 
-def worker_rates(work: Workload, home: Path, timeout_s: float) -> tuple[float | None, float | None]:
-    """Records/s the features agent of one worker folded in, and messages/s all its agents consumed meanwhile."""
+def worker_rates(work: Workload, home: Path, timeout_s: float, agents: str) -> tuple[float | None, float | None]:
+    """Records/s the features agent of a worker running `agents` folded in, and messages/s it consumed meanwhile.
+
+    Each run is its own consumer group (the set of agents names it) on a fresh prefix: it reads from offset 0."""
     total = len(work.feature_payloads)
-    with WorkerProcess(work.clients.settings, home) as worker:
+    options = ("--agents", agents, "--status-every", str(_STATUS_EVERY_S))
+    with WorkerProcess(work.clients.settings, home, *options) as worker:
         samples = watch(worker, _features, total, timeout_s)
     return samples.rate(_features, total), samples.rate(_features, total, of=_consumed)
 
@@ -209,8 +215,9 @@ def empty_loop_rate(work: Workload, home: Path, timeout_s: float) -> float:
 class Rates:
     """Every figure of one run, in records (or messages) per second; None where the run was too short to tell."""
 
-    agent: float | None
-    worker_messages: float | None
+    agent: float | None  # a worker running the features agent only: the same work as the plain loop
+    all_agents: float | None  # a worker running all four, as by default
+    worker_messages: float | None  # what that worker consumed for all four
     baseline: float
     empty_loop: float
     decode: float
@@ -221,13 +228,14 @@ def _measure(work: Workload, timeout_s: float) -> Rates:
     decode_rps, engine_rps = in_memory(work)
     applied, baseline_s = baseline(work)
     with tempfile.TemporaryDirectory(prefix="bench-agents-") as home:
-        agent_rps, consumed_rps = worker_rates(work, Path(home) / "worker", timeout_s)
+        agent_rps, _ = worker_rates(work, Path(home) / "features", timeout_s, "features")
+        all_rps, consumed_rps = worker_rates(work, Path(home) / "all", timeout_s, ",".join(AGENTS))
         empty_rps = empty_loop_rate(work, Path(home) / "bare", timeout_s)
-    return Rates(agent_rps, consumed_rps, applied / baseline_s, empty_rps, decode_rps, engine_rps)
+    return Rates(agent_rps, all_rps, consumed_rps, applied / baseline_s, empty_rps, decode_rps, engine_rps)
 
 
 def _per_s(value: float | None, unit: str = "records/s") -> str:
-    return f"{value:,.0f} {unit}" if value is not None else "run too short to tell (under two status samples)"
+    return f"{value:,.0f} {unit}" if value is not None else "run too short to tell (one status sample)"
 
 
 def main(argv: list[str], settings: Settings) -> int:
@@ -246,18 +254,19 @@ def main(argv: list[str], settings: Settings) -> int:
     ratio = round(r.agent / r.baseline, 3) if r.agent is not None else None
     figures = {
         "agent_records_per_s": _round(r.agent), "baseline_records_per_s": round(r.baseline),
-        "agent_over_baseline": ratio, "faust_empty_loop_records_per_s": round(r.empty_loop),
+        "agent_over_baseline": ratio, "all_agents_worker_records_per_s": _round(r.all_agents),
+        "faust_empty_loop_records_per_s": round(r.empty_loop),
         "worker_messages_per_s": _round(r.worker_messages), "decode_records_per_s": round(r.decode),
         "feature_engine_records_per_s": round(r.engine), "records": len(records),
         "feature_records": len(work.feature_payloads), "load_avg_1m": [round(load, 2), round(load_after, 2)],
         "target_records_per_s": 50_000,
     }
     report("agents", [
-        (f"features agent, one worker with all four agents ({len(work.feature_payloads)} records)", _per_s(r.agent)),
-        ("  that worker's agents together (features, decide, execute inputs)",
-         _per_s(r.worker_messages, "messages/s")),
+        (f"features agent, a worker running it alone ({len(work.feature_payloads)} records)", _per_s(r.agent)),
         ("plain confluent-kafka loop: decode + event-time merge + FeatureEngine", _per_s(r.baseline)),
         ("agent / plain loop", f"{ratio}"),
+        ("features agent, a worker running all four agents", _per_s(r.all_agents)),
+        ("  that worker's messages (features, decide, execute inputs)", _per_s(r.worker_messages, "messages/s")),
         ("Faust agent doing nothing, same topics", _per_s(r.empty_loop, "messages/s")),
         ("in memory: Avro decode alone", _per_s(r.decode)),
         ("in memory: FeatureEngine.update alone (event-time order)", _per_s(r.engine)),

@@ -12,6 +12,7 @@ agent sends it, whole ms) minus that stamp is its latency.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import tempfile
 import threading
@@ -126,6 +127,24 @@ class RoundTrip(Reader):
             self.latencies_ns.append(received_ns - int(sent))
 
 
+class Relay(Reader):
+    """Forwards each message to the next topic as it arrives, with the agents' producer settings: a hop that
+    does no work, for the floor of a chain of hops."""
+
+    def __init__(self, settings: Settings, source: str, target: str) -> None:
+        super().__init__(settings, [source])
+        self.producer = Producer(producer_config(settings.kafka, **{"linger.ms": 0}))
+        self.target = target
+
+    def on_message(self, msg: Message, received_ns: int) -> None:
+        self.producer.produce(self.target, msg.value(), msg.key(), headers=msg.headers())
+        self.producer.poll(0)
+
+    def stop(self) -> None:
+        super().stop()
+        self.producer.flush(10)
+
+
 @dataclass
 class Paced:
     """What the pacer produced."""
@@ -169,15 +188,19 @@ def paced_raw(settings: Settings, topic: str, rate: float, seconds: float, warmu
     return int(seconds * rate)
 
 
-def plain_round_trip(settings: Settings, topic: str, rate: float, seconds: float) -> list[int]:
-    """Produce -> consume latency (ns) through the broker with a plain confluent-kafka consumer."""
-    reader = RoundTrip(settings, topic)
-    reader.start()
-    timed = paced_raw(settings, topic, rate, seconds, warmup_s=1.0)
+def plain_round_trip(settings: Settings, topics: list[str], rate: float, seconds: float) -> list[int]:
+    """Produce -> consume latency (ns) through the broker with plain confluent-kafka consumers: produced to the
+    first topic, relayed from each to the next, read from the last (one hop per topic after the first)."""
+    relays = [Relay(settings, source, target) for source, target in itertools.pairwise(topics)]
+    reader = RoundTrip(settings, topics[-1])
+    for thread in (*relays, reader):
+        thread.start()
+    timed = paced_raw(settings, topics[0], rate, seconds, warmup_s=1.0)
     deadline = time.monotonic() + 10
     while len(reader.latencies_ns) < timed and time.monotonic() < deadline:
         time.sleep(0.05)
-    reader.stop()
+    for thread in (*relays, reader):
+        thread.stop()
     return sorted(reader.latencies_ns)
 
 
@@ -193,13 +216,15 @@ def faust_round_trip(settings: Settings, topic: str, rate: float, seconds: float
         return sorted(bare.result(30)["latencies_ns"])
 
 
-def raw_topics(clients: Clients) -> tuple[str, str]:
-    """Two topics of the run's prefix for the baselines, which no agent reads."""
-    names = tuple(f"{clients.settings.kafka.topic_prefix}bench.raw.{kind}" for kind in ("plain", "faust"))
+def raw_topics(clients: Clients) -> dict[str, list[str]]:
+    """Topics of the run's prefix for the baselines, which no agent reads: one hop, three hops, Faust."""
+    names = {kind: [f"{clients.settings.kafka.topic_prefix}bench.raw.{kind}.{n}" for n in range(count)]
+             for kind, count in (("plain", 1), ("chain", 4), ("faust", 1))}
     admin, partitions = clients.admin(), clients.settings.kafka.partitions  # the admin must outlive its futures
-    for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+    topics = [NewTopic(n, partitions, 1) for group in names.values() for n in group]
+    for future in admin.create_topics(topics).values():
         future.result()
-    return names[0], names[1]
+    return names
 
 
 def settle(collector: Collector, worker: WorkerProcess, timeout_s: float = 60.0) -> None:
@@ -288,12 +313,13 @@ def main(argv: list[str], settings: Settings) -> int:
     print(f"bench e2e: SYNTHETIC scenario (seed {config.seed}), {len(config.symbols)} symbols, {config.bursts} "
           f"bursts in {args.seconds} s, on {run.kafka.bootstrap_servers}, {run.kafka.partitions} partitions")
     load = os.getloadavg()[0]
-    plain_topic, faust_topic = raw_topics(clients)
+    topics = raw_topics(clients)
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as home:
-        raw = plain_round_trip(run, plain_topic, args.rate, args.baseline_seconds)
-        faust = faust_round_trip(run, faust_topic, args.rate, args.baseline_seconds, Path(home) / "bare")
+        raw = plain_round_trip(run, topics["plain"], args.rate, args.baseline_seconds)
+        chain = plain_round_trip(run, topics["chain"], args.rate, args.baseline_seconds)
+        faust = faust_round_trip(run, topics["faust"][0], args.rate, args.baseline_seconds, Path(home) / "bare")
         result = _run(clients, config, Path(home) / "worker")
-    _report(args, result, {"raw": raw, "faust": faust}, (load, os.getloadavg()[0]))
+    _report(args, result, {"raw": raw, "chain": chain, "faust": faust}, (load, os.getloadavg()[0]))
     return 0
 
 
@@ -301,7 +327,7 @@ def _report(args: argparse.Namespace, run: Run, baselines: dict[str, list[int]],
     intents, predictions = run.collector.of(OrderIntent), run.collector.of(Prediction)
     stats = {"e2e": _ms([s.latency_ns for s in intents]), "prediction": _ms([s.latency_ns for s in predictions]),
              "received": _ms([s.received_ns - s.record.ts_recv_ns for s in intents]),
-             "raw": _ms(baselines["raw"]), "faust": _ms(baselines["faust"]),
+             "raw": _ms(baselines["raw"]), "chain": _ms(baselines["chain"]), "faust": _ms(baselines["faust"]),
              **{k: _ms(v) for k, v in hops(run.collector).items()}}
     e2e, pred, raw = stats["e2e"], stats["prediction"], stats["raw"]
     rate = run.paced.records / run.paced.seconds
@@ -316,11 +342,17 @@ def _report(args: argparse.Namespace, run: Run, baselines: dict[str, list[int]],
         **{f"{name}_{q}_ms": stats[name][q] for name in ("received", "decide", "features", "predict")
            for q in ("p50", "p99")},
         "raw_round_trip_p50_ms": raw["p50"], "raw_round_trip_p99_ms": raw["p99"], "raw_samples": len(baselines["raw"]),
+        "raw_three_hops_p50_ms": stats["chain"]["p50"], "raw_three_hops_p99_ms": stats["chain"]["p99"],
+        "raw_three_hops_samples": len(baselines["chain"]),
         "faust_round_trip_p50_ms": stats["faust"]["p50"], "faust_round_trip_p99_ms": stats["faust"]["p99"],
         "faust_samples": len(baselines["faust"]), "p99_over_raw_p99": ratio,
+        "p99_over_three_hops_p99": round(e2e["p99"] / stats["chain"]["p99"], 2) if intents and baselines["chain"]
+        else None,
         "records": run.paced.records, "seconds": round(run.paced.seconds, 1),
         "worker_cpu_share": round(run.worker_cpu, 2), "load_avg_1m": [round(x, 2) for x in load],
-        "worker_counts": run.status.get("counts", {}), "synthetic": True, "target_p99_ms": 5.0,
+        "worker_counts": run.status.get("counts", {}), "worker_snapshots": run.status.get("snapshots", {}),
+        "worker_gc": run.status.get("gc", {}),
+        "synthetic": True, "target_p99_ms": 5.0,
     }
     report("e2e", _rows(args, run, stats, figures), figures)
 
@@ -347,8 +379,10 @@ def _rows(args: argparse.Namespace, run: Run, stats: dict[str, dict[str, float]]
         ("  p99 by minute of the run", " ".join(f"{x:g}" for x in figures["prediction_p99_ms_by_minute"])),
         (f"raw produce -> consume, same broker, p50 / p99 ({figures['raw_samples']} at {args.rate:,.0f}/s)",
          both("raw")),
+        ("  the same through three plain hops (two relays: the pipeline's hops, no work), p50 / p99", both("chain")),
         ("  the same received by a Faust agent doing nothing else, p50 / p99", both("faust")),
-        ("intent p99 / raw round-trip p99", f"{figures['p99_over_raw_p99']}"),
+        ("intent p99 / raw round-trip p99; / three plain hops' p99",
+         f"{figures['p99_over_raw_p99']}; {figures['p99_over_three_hops_p99']}"),
         ("worker CPU while paced (share of one core)", f"{run.worker_cpu:.2f}"),
         ("load average (1 min) before / after", " / ".join(f"{x:.2f}" for x in figures["load_avg_1m"])),
     ]

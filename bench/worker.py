@@ -1,8 +1,9 @@
 """The processes the benchmarks start: a real `liqbot agents worker`, and a bare Faust agent to compare it with.
 
-The benchmarks run the real worker (the command an operator runs), not the agents in-process, so that Faust,
-its consumer and the agents' producer cost what they cost in production. The bare agent is Faust's own floor on
-the same broker: one agent that does nothing with its messages but count them and time them.
+The benchmarks run the real worker (the command an operator runs), not the agents in-process, so that its
+reader, the agents' producer and the process around them cost what they cost in production. The bare agent is
+Faust's own floor on the same broker (why the agents do not read through Faust's streams): one agent that does
+nothing with its messages but count them and time them.
 """
 
 from __future__ import annotations

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import bisect
 import logging
+import operator
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
 
 from decision.paper import PaperAccount, PaperConfig, PaperVenue, VenueRecord
 from decision.risk import AccountRisk, SymbolKey
@@ -37,8 +38,12 @@ from schemas.records import (
 __all__ = ["DecideStep", "ExecuteStep", "PredictStep", "Predictor"]
 
 log = logging.getLogger(__name__)
-_TOPS_KEPT = 4096  # per symbol: seconds of book tickers, far more than a prediction ever lags
+# Per symbol, the tops a prediction may still be joined with. Live a prediction lags its trigger by milliseconds;
+# fed a backlog at full speed, decide reads the market topics minutes of event time ahead of the predictions.
+_TOPS_KEPT = 4096
 _TRIGGERS_KEPT = 4096
+_TOP_FIELDS = tuple(f.name for f in fields(TopOfBook))
+_top_row = operator.attrgetter(*_TOP_FIELDS)
 
 
 class Predictor(Protocol):
@@ -81,6 +86,16 @@ class _SymbolBook:
         """The newest top at or before `ts_ns` (the agent's event-time merge has delivered every earlier one)."""
         index = bisect.bisect_right(self.times, ts_ns)
         return self.tops[index - 1] if index else None
+
+    def __getstate__(self) -> tuple[list[int], list[tuple[Any, ...]]]:
+        # thousands of tops per symbol: as rows of plain values they pickle 2-3x faster than as dataclasses, and
+        # the agent's snapshot blocks its thread while it pickles
+        return list(self.times), list(map(_top_row, self.tops))
+
+    def __setstate__(self, state: tuple[list[int], list[tuple[Any, ...]]]) -> None:
+        times, rows = state
+        self.times = deque(times)
+        self.tops = deque(TopOfBook(**dict(zip(_TOP_FIELDS, row, strict=True))) for row in rows)
 
 
 @dataclass

@@ -124,8 +124,9 @@ def _agents(args: argparse.Namespace, settings: Settings) -> int:
     from agents.app import AgentOptions
     from agents.worker import run_worker
 
-    options = AgentOptions(data_dir=settings.broker.home / "agents",
+    options = AgentOptions(data_dir=settings.broker.home / "agents", agents=tuple(args.agents.split(",")),
                            models_dir=Path(args.models) if args.models else None,
+                           snapshot_every_s=args.snapshot_every, status_every_s=args.status_every,
                            live=_live_venue(args) if args.live else None)
     return run_worker(stream_commands.ensure_services(args, settings), options,
                       loglevel="info" if args.verbose else "warning")
@@ -222,10 +223,20 @@ def _stream_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
 
 
 def _agent_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
+    from agents.partitions import SNAPSHOT_EVERY_S
+
     agents = sub.add_parser("agents", parents=[remote],
-                            help="the Faust agents: market topics to features, predictions and orders")
+                            help="the agents: market topics to features, predictions and orders")
     agents.add_argument("action", choices=["worker"], help="worker: one worker of the group (run more to scale)")
     agents.add_argument("--models", help="model registry directory (default: training/models, committed)")
+    agents.add_argument("--agents", default="features,predict,decide,execute", metavar="NAMES",
+                        help="which agents this worker runs, comma-separated (default: all four); workers running "
+                             "the same set share a consumer group and split its partitions")
+    agents.add_argument("--snapshot-every", type=float, default=SNAPSHOT_EVERY_S, metavar="SECONDS",
+                        help="how often each partition's state is saved to its changelog; a restart reads at most "
+                             "this much again (default: %(default)s)")
+    agents.add_argument("--status-every", type=float, default=1.0, metavar="SECONDS",
+                        help="how often the worker rewrites its status file (LIQBOT_HOME/agents/status.json)")
     agents.add_argument("--live", action="store_true",
                         help="send intents to Bybit (keys: LIQBOT_BYBIT_API_KEY, LIQBOT_BYBIT_API_SECRET); "
                              "default: the paper venue")

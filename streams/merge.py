@@ -28,44 +28,51 @@ class EventTimeMerge(Generic[T]):
 
     sources: dict[Source, int] = field(default_factory=dict)  # source -> rank (ties in event time)
     newest_ns: dict[Source, int] = field(default_factory=dict)
-    newest_offset: dict[Source, int] = field(default_factory=dict)  # the newest offset pushed per source
+    _by_newest: list[Source] = field(default_factory=list)  # sources from the least advanced, kept as they move
     _heap: list[tuple[int, int, int, int, T]] = field(default_factory=list)
     _pushed: int = 0
 
     def add_source(self, source: Source) -> None:
-        self.sources.setdefault(source, len(self.sources))
-
-    def seen(self, source: Source, ts_ns: int) -> None:
-        """`source` sent something at `ts_ns` (also a record skipped as already applied)."""
-        self.add_source(source)
-        if ts_ns > self.newest_ns.get(source, -1):
-            self.newest_ns[source] = ts_ns
+        if source not in self.sources:
+            self.sources[source] = len(self.sources)
+            self.newest_ns[source] = -1
+            self._by_newest.insert(0, source)
 
     def push(self, source: Source, ts_ns: int, offset: int, item: T) -> None:
         """Queue an item; one earlier in time than its source's newest keeps its place behind it (offset order)."""
-        ts_ns = max(ts_ns, self.newest_ns.get(source, -1))
-        self.seen(source, ts_ns)
-        self.newest_offset[source] = offset
+        self.add_source(source)
+        newest = self.newest_ns[source]
+        if ts_ns > newest:
+            self._advance(source, ts_ns)
+        else:
+            ts_ns = newest
         self._pushed += 1
         heapq.heappush(self._heap, (ts_ns, self.sources[source], offset, self._pushed, item))
+
+    def _advance(self, source: Source, ts_ns: int) -> None:
+        """Move `source` up the order past every source now behind it (a few sources: a short walk)."""
+        self.newest_ns[source] = ts_ns
+        order, newest = self._by_newest, self.newest_ns
+        i = order.index(source)
+        while i + 1 < len(order) and newest[order[i + 1]] < ts_ns:
+            order[i] = order[i + 1]
+            i += 1
+        order[i] = source
 
     def release(self, idle: Callable[[Source], bool]) -> list[T]:
         """Every item no source can precede any more; `idle(source)`: it has nothing unread right now."""
         out: list[T] = []
-        known: dict[Source, bool] = {}  # idle() asks the consumer: only for sources that lag, once per call
-
-        def waiting_for(source: Source, ts_ns: int) -> bool:
-            if self.newest_ns.get(source, -1) >= ts_ns:
-                return False
-            if source not in known:
-                known[source] = idle(source)
-            return not known[source]
-
-        while self._heap:
-            ts_ns = self._heap[0][0]
-            if any(waiting_for(s, ts_ns) for s in self.sources):
-                break
-            out.append(heapq.heappop(self._heap)[4])
+        heap, newest = self._heap, self.newest_ns
+        # sources from the least advanced: each lets out what is no later than its newest, and only an idle one
+        # (asked only when it would hold something back) lets the next one bound the release instead
+        for source in self._by_newest:
+            bound = newest[source]
+            while heap and heap[0][0] <= bound:
+                out.append(heapq.heappop(heap)[4])
+            if not heap or not idle(source):
+                return out
+        while heap:
+            out.append(heapq.heappop(heap)[4])
         return out
 
     def __len__(self) -> int:

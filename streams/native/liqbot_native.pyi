@@ -1,4 +1,5 @@
-from typing import Protocol, final
+from collections.abc import Mapping
+from typing import Any, Protocol, final
 
 class _Level(Protocol):
     @property
@@ -86,3 +87,12 @@ def binance_hot(frame: str | bytes, ts_recv_ns: int, venue: str, books: BookBuil
 
 def bybit_hot(frame: str | bytes, ts_recv_ns: int, venue: str, books: BookBuilder) -> BookStep | None:
     """A Bybit order-book frame's step on `books`; None when the Python parser must decide."""
+
+@final
+class RecordDecoder:
+    """One Avro schema compiled to a decoder that builds the project's record objects."""
+
+    def __init__(self, schema: str, classes: Mapping[str, type[Any]]) -> None:
+        """`schema`: its JSON text; `classes`: every record's full name to the class that holds it."""
+    def decode(self, payload: bytes, offset: int) -> Any:
+        """The record in `payload[offset:]`; ValueError when it is not exactly one body of this schema."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from agents.app import FEATURE_INPUTS
 from bench.worker import WorkerProcess as Worker
@@ -219,17 +220,18 @@ def test_a_worker_killed_mid_stream_restarts_to_the_same_output(settings: Settin
     records += with_synthetic_liquidations(capture_records(BYBIT_CAPTURE, "bybit-linear"), every=10)
     n = sum(isinstance(r, Liquidation) for r in records)
     topics = ["features", "predictions", "orders.intents"]
+    often = ("--snapshot-every", "1")  # so that the restart begins from saved state, not from offset 0
     runs = []
     for kill in (False, True):
         run = replace(settings, kafka=replace(settings.kafka, topic_prefix=f"{settings.kafka.topic_prefix}{kill}."))
         feed(run, records)
         out = collectors(run, topics)
         vectors = out.counter("features")
-        worker = workers(run, f"run-{kill}")
+        worker = workers(run, f"run-{kill}", *often)
         if kill:
             out.wait(lambda v=vectors: v() >= n // 3, 120, "a third of the vectors", worker)
             worker.stop(signal.SIGKILL)
-            worker = workers(run, "restarted")
+            worker = workers(run, "restarted", *often)
         out.wait(lambda v=vectors: v() >= n, 180, f"{n} vectors", worker)
         out.settle(topics)
         runs.append(out)
@@ -286,6 +288,49 @@ def test_the_synthetic_wick_scenario_drives_the_agents_to_paper_orders(settings:
             assert life[-1] in {"EXPIRED", "FILLED", "REJECTED", "CANCELLED"}, life
     fills = [e for e in events if e.status == "FILLED"]
     assert out.count("positions") >= len(fills)
+
+
+def test_agents_split_over_two_processes_still_reach_orders_and_commit_what_they_saved(
+        settings: Settings, workers: Any, collectors: Any) -> None:
+    """`--agents`: features and predict in one worker, decide and execute in another (SYNTHETIC wick scenario)."""
+    scenario = generate(WickScenario(seed=5, symbols=("WICKUSDT", "SPIKEUSDT", "DIPUSDT"), duration_s=900,
+                                     bursts=4))
+    feed(settings, list(scenario.records))
+    topics = ["features", "predictions", "orders.intents", "orders.events"]
+    out = collectors(settings, topics)
+    models = ("--models", str(SCENARIO_REGISTRY))
+    upstream = workers(settings, "upstream", *models, "--agents", "features,predict")
+    downstream = workers(settings, "downstream", *models, "--agents", "decide,execute")
+    out.wait(lambda: out.count("orders.intents") > 0 and out.count("orders.events") > 0, 120, "orders", downstream)
+    out.settle(topics)
+    assert set(upstream.status()["applied"]) == {"features", "predict"}
+    assert set(downstream.status()["applied"]) == {"decide", "execute"}
+    assert out.count("features") == sum(isinstance(r, Liquidation) for r in scenario.records)
+    assert out.conflicts == []
+
+    upstream.stop()  # SIGTERM: a clean hand-over saves every partition and commits its offsets
+    clients = Clients.connect(settings)
+    group = f"{settings.kafka.topic_prefix}liqbot-agents.features-predict"
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": group})
+    try:
+        parts = [TopicPartition(clients.topics.name(t), p) for t in FEATURE_INPUTS
+                 for p in range(settings.kafka.partitions)]
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(parts, timeout=10)}
+        ends = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+    finally:
+        consumer.close()
+    read = {key: end for key, end in ends.items() if end > 0}
+    assert read and {key: committed[key] for key in read} == read  # the group's lag is 0: all processed and saved
+
+
+def test_an_unknown_agent_name_is_refused_with_the_choices(settings: Settings, tmp_path: Path) -> None:
+    env = {**os.environ, "LIQBOT_TOPIC_PREFIX": settings.kafka.topic_prefix, "LIQBOT_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "liqbot.cli", "agents", "worker", "--agents", "features,forecast", "--bootstrap",
+         settings.kafka.bootstrap_servers, "--registry", settings.serde.registry_url],
+        check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "unknown agents ['forecast']: choose among features, predict, decide, execute" in done.stderr
 
 
 def test_live_sends_signed_post_only_orders_to_bybit_and_never_leaks_the_keys(

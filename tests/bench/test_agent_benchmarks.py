@@ -34,7 +34,8 @@ def test_bench_e2e_measures_liquidation_to_intent_through_a_real_worker(
     assert figures["predictions"] == counts["sent:liqbot.Prediction"] > 0
     assert figures["intents"] == counts.get("sent:liqbot.OrderIntent", 0)
     assert 0 < figures["prediction_p50_ms"] <= figures["prediction_p99_ms"]
-    assert figures["raw_samples"] == figures["faust_samples"] == 100
+    assert figures["raw_samples"] == figures["raw_three_hops_samples"] == figures["faust_samples"] == 100
+    assert figures["raw_round_trip_p50_ms"] < figures["raw_three_hops_p50_ms"]  # two more trips through the broker
     if figures["intents"]:
         assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["p999_ms"]
     else:
@@ -43,10 +44,13 @@ def test_bench_e2e_measures_liquidation_to_intent_through_a_real_worker(
 
 def test_bench_agents_measures_the_features_agent_against_a_plain_loop(
         settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # enough records for the worker to take a few seconds: its rate is read between status samples a second apart
+    # enough records for a worker to take more than its status interval (0.1 s), by which its rate is timed
     assert run_benchmark("agents", ["--records", "15000"], settings, tmp_path) == 0
     figures = _last_json(capsys, tmp_path, "agents")
     assert figures["records"] == figures["feature_records"] == 15000  # the first Binance records: no listing
-    for key in ("agent_records_per_s", "baseline_records_per_s", "faust_empty_loop_records_per_s",
-                "decode_records_per_s", "feature_engine_records_per_s"):
+    for key in ("agent_records_per_s", "all_agents_worker_records_per_s", "worker_messages_per_s",
+                "baseline_records_per_s", "faust_empty_loop_records_per_s", "decode_records_per_s",
+                "feature_engine_records_per_s"):
         assert figures[key] > 0, key
+    ratio = figures["agent_records_per_s"] / figures["baseline_records_per_s"]
+    assert abs(figures["agent_over_baseline"] - ratio) < 0.01

@@ -8,11 +8,14 @@
 //!
 //! Books (`book.rs`): both paths apply book updates to the same `BookBuilder`, which publishes the update, the
 //! top of book and RESYNC markers as Avro bodies; `streams/orderbook.py` is its Python face.
+//!
+//! Records (`decode.rs`): Avro bodies back to the project's record objects, for the consumers' hot path.
 
 mod avro;
 mod binance;
 mod book;
 mod bybit;
+mod decode;
 mod json;
 
 use pyo3::exceptions::PyValueError;
@@ -332,6 +335,7 @@ fn liqbot_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<BookStep>()?;
     module.add_class::<PyBook>()?;
     module.add_class::<PyBookBuilder>()?;
+    module.add_class::<decode::RecordDecoder>()?;
     module.add_function(wrap_pyfunction!(binance_hot, module)?)?;
     module.add_function(wrap_pyfunction!(bybit_hot, module)?)
 }
