@@ -221,7 +221,7 @@ def test_a_worker_killed_mid_stream_restarts_to_the_same_output(settings: Settin
     n = sum(isinstance(r, Liquidation) for r in records)
     topics = ["features", "predictions", "orders.intents"]
     often = ("--snapshot-every", "1")  # so that the restart begins from saved state, not from offset 0
-    runs = []
+    runs: list[Collector] = []
     for kill in (False, True):
         run = replace(settings, kafka=replace(settings.kafka, topic_prefix=f"{settings.kafka.topic_prefix}{kill}."))
         feed(run, records)
@@ -233,6 +233,11 @@ def test_a_worker_killed_mid_stream_restarts_to_the_same_output(settings: Settin
             worker.stop(signal.SIGKILL)
             worker = workers(run, "restarted", *often)
         out.wait(lambda v=vectors: v() >= n, 180, f"{n} vectors", worker)
+        if runs:  # a restarted worker may still be catching up after the vectors are in: wait for as many outputs
+            for topic in topics:
+                expected = runs[0].count(topic)
+                seen = out.counter(topic)
+                out.wait(lambda c=seen, e=expected: c() >= e, 120, f"{expected} records on {topic}", worker)
         out.settle(topics)
         runs.append(out)
     uninterrupted, restarted = runs
