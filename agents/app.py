@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import faust
 import mode
 
+from agents import AGENTS
 from agents.changelog import StateChangelog
 from agents.codec import AgentCodec
 from agents.live import live_execute_agent
@@ -51,7 +52,7 @@ from streams.clients import Clients
 from training.registry import ModelRegistry
 from training.serving import ServedModel
 
-__all__ = ["AGENTS", "AgentOptions", "build_app"]
+__all__ = ["AgentOptions", "build_app"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,6 @@ DECIDE_INPUTS = ("predictions", "market.liquidations", "market.top_of_book", "ma
                  "positions")
 EXECUTE_INPUTS = ("orders.intents", "orders.cancels", "market.trades", "market.top_of_book", "market.tickers",
                   "market.funding")
-AGENTS = ("features", "predict", "decide", "execute")
 _MARKET = Liquidation | Trade | TopOfBook | BookUpdate | Ticker
 _SAVE_CHECK_S = 0.1  # one snapshot per check at most: a round of all partitions at once would stall the agents
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -103,7 +103,8 @@ class _Runtime:
         return {"pid": os.getpid(), "partitions": assigned, "counts": dict(sorted(self.codec.counts.items())),
                 "symbols": {name: sorted("/".join(key) for key in held()) for name, held in self.symbols.items()},
                 "applied": {agent.name: agent.applied for agent in self.agents},
-                "snapshots": {agent.name: agent.states.timing.report() for agent in self.agents},
+                "snapshots": {agent.name: {**agent.states.pauses.report(), "last_bytes": agent.states.last_bytes}
+                              for agent in self.agents},
                 "gc": self.gc.report(),
                 "steps": {name: dict(sorted(counts().items())) for name, counts in self.steps.items()}}
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from agents.changelog import StateChangelog
+from agents.pauses import Pauses
 from streams.merge import EventTimeMerge
 
-__all__ = ["SNAPSHOT_EVERY_S", "PartitionStates", "Slot", "SnapshotTiming"]
+__all__ = ["SNAPSHOT_EVERY_S", "PartitionStates", "Slot"]
 
 # Pickling a partition's windows and books blocks its agents for 5-60 ms (status.json, "snapshots"), so not
 # often; a restart reads at most this much again (Kafka Streams commits every 30 s by default)
@@ -62,7 +63,8 @@ class PartitionStates(Generic[S]):
         self._version = version  # state written by other code (another feature spec, say) is not loaded
         self._every_s = every_s
         self.slots: dict[int, Slot[S]] = {}
-        self.timing = SnapshotTiming()
+        self.pauses = Pauses()  # snapshots pickle on the reader's thread: it waits for them (status.json)
+        self.last_bytes = 0  # size of the newest snapshot
 
     def slot(self, partition: int) -> Slot[S]:
         slot = self.slots.get(partition)
@@ -101,7 +103,8 @@ class PartitionStates(Generic[S]):
 
         self._changelog.write(slot.partition, _key(slot.partition), blob, saved)
         slot.snapshot_at = time.monotonic()
-        self.timing.add(time.perf_counter() - started, len(blob))
+        self.pauses.add(time.perf_counter() - started)
+        self.last_bytes = len(blob)
 
     def poll(self) -> None:
         """Acknowledge the snapshots delivered since the last call."""
@@ -131,27 +134,6 @@ class PartitionStates(Generic[S]):
             return Slot(partition, self._factory())
         log.info("partition %d: state restored at offsets %s", partition, applied)
         return Slot(partition, state, dict(applied), dict(applied))
-
-
-@dataclass
-class SnapshotTiming:
-    """How long pickling and sending snapshots takes on the reader's thread (status.json; it blocks the agents)."""
-
-    count: int = 0
-    total_s: float = 0.0
-    max_s: float = 0.0
-    last_bytes: int = 0
-
-    def add(self, seconds: float, size: int) -> None:
-        self.count += 1
-        self.total_s += seconds
-        self.max_s = max(self.max_s, seconds)
-        self.last_bytes = size
-
-    def report(self) -> dict[str, float]:
-        mean_ms = self.total_s / self.count * 1e3 if self.count else 0.0
-        return {"count": self.count, "mean_ms": round(mean_ms, 2), "max_ms": round(self.max_s * 1e3, 2),
-                "last_bytes": self.last_bytes}
 
 
 def _key(partition: int) -> bytes:

@@ -1,4 +1,4 @@
-"""Garbage-collection pauses of the worker, timed: they stop the reader as a snapshot does (status.json, "gc")."""
+"""Pauses of the reader thread, timed for status.json: state snapshots and garbage collections stop it alike."""
 
 from __future__ import annotations
 
@@ -7,21 +7,32 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["GcPauses"]
+__all__ = ["GcPauses", "Pauses"]
 
 
 @dataclass
-class _Generation:
+class Pauses:
+    """How many pauses of one kind, and their mean and longest."""
+
     count: int = 0
     total_s: float = 0.0
     max_s: float = 0.0
 
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.total_s += seconds
+        self.max_s = max(self.max_s, seconds)
+
+    def report(self) -> dict[str, float]:
+        mean_ms = self.total_s / self.count * 1e3 if self.count else 0.0
+        return {"count": self.count, "mean_ms": round(mean_ms, 2), "max_ms": round(self.max_s * 1e3, 2)}
+
 
 @dataclass
 class GcPauses:
-    """Counts and times collections per generation from `gc.callbacks` while installed."""
+    """Collections per generation, timed from `gc.callbacks` while installed."""
 
-    generations: dict[int, _Generation] = field(default_factory=dict)
+    generations: dict[int, Pauses] = field(default_factory=dict)
     _started: float = 0.0
 
     def install(self) -> None:
@@ -31,13 +42,7 @@ class GcPauses:
         if phase == "start":
             self._started = time.perf_counter()
             return
-        seconds = time.perf_counter() - self._started
-        generation = self.generations.setdefault(int(info["generation"]), _Generation())
-        generation.count += 1
-        generation.total_s += seconds
-        generation.max_s = max(generation.max_s, seconds)
+        self.generations.setdefault(int(info["generation"]), Pauses()).add(time.perf_counter() - self._started)
 
     def report(self) -> dict[str, dict[str, float]]:
-        return {f"gen{n}": {"count": g.count, "mean_ms": round(g.total_s / g.count * 1e3, 2),
-                            "max_ms": round(g.max_s * 1e3, 2)}
-                for n, g in sorted(self.generations.items())}
+        return {f"gen{n}": pauses.report() for n, pauses in sorted(self.generations.items())}

@@ -75,6 +75,7 @@ class Runner(threading.Thread):
         self._committed: dict[tuple[str, int], int] = {}
         self._read: dict[tuple[str, int], int] = {}  # newest offset taken from the consumer per topic partition
         self._high: dict[tuple[str, int], int] = {}  # high-water marks looked up in this batch
+        self._idlers: dict[int, Callable[[Any], bool]] = {}
         self.assigned: frozenset[tuple[str, int]] = frozenset()
         self._consumer = Consumer(consumer_config(
             kafka, group_id, **{"enable.auto.commit": False, "partition.assignment.strategy": "range",
@@ -147,7 +148,10 @@ class Runner(threading.Thread):
                 self._apply(agent, slot, (topic, offset, record))
 
     def _drain(self, agent: Agent[Any], slot: Slot[Any]) -> None:
-        for held in slot.merge.release(self._idle(slot.partition)):
+        idle = self._idlers.get(slot.partition)
+        if idle is None:  # one per partition, not one per message
+            idle = self._idlers[slot.partition] = self._idle(slot.partition)
+        for held in slot.merge.release(idle):
             self._apply(agent, slot, held)
 
     def _apply(self, agent: Agent[Any], slot: Slot[Any], held: Held) -> None:

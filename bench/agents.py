@@ -24,7 +24,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from agents.app import AGENTS, FEATURE_INPUTS
+from agents import AGENTS
+from agents.app import FEATURE_INPUTS
 from bench import report
 from bench.worker import BareAgent, WorkerProcess
 from decision.features import FeatureEngine, MarketRecord

@@ -173,8 +173,8 @@ def pace(clients: Clients, records: tuple[ScenarioRecord, ...]) -> Paced:
 
 
 def paced_raw(settings: Settings, topic: str, rate: float, seconds: float, warmup_s: float) -> int:
-    """200-byte messages at `rate`/s for `warmup_s` + `seconds` with the agents' producer settings; those after the
-    warm-up carry a `sent_ns` header: returns how many do."""
+    """200-byte messages at `rate`/s for `warmup_s` + `seconds` with ingest's producer settings (the market
+    records' first hop); those after the warm-up carry a `sent_ns` header: returns how many do."""
     producer = Producer(producer_config(settings.kafka))
     start, warmup = time.perf_counter(), int(warmup_s * rate)
     for i in range(warmup + int(seconds * rate)):

@@ -223,13 +223,14 @@ def _stream_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
 
 
 def _agent_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
+    from agents import AGENTS
     from agents.partitions import SNAPSHOT_EVERY_S
 
     agents = sub.add_parser("agents", parents=[remote],
                             help="the agents: market topics to features, predictions and orders")
     agents.add_argument("action", choices=["worker"], help="worker: one worker of the group (run more to scale)")
     agents.add_argument("--models", help="model registry directory (default: training/models, committed)")
-    agents.add_argument("--agents", default="features,predict,decide,execute", metavar="NAMES",
+    agents.add_argument("--agents", default=",".join(AGENTS), metavar="NAMES",
                         help="which agents this worker runs, comma-separated (default: all four); workers running "
                              "the same set share a consumer group and split its partitions")
     agents.add_argument("--snapshot-every", type=float, default=SNAPSHOT_EVERY_S, metavar="SECONDS",

@@ -328,12 +328,17 @@ def test_agents_split_over_two_processes_still_reach_orders_and_commit_what_they
     assert read and {key: committed[key] for key in read} == read  # the group's lag is 0: all processed and saved
 
 
-def test_an_unknown_agent_name_is_refused_with_the_choices(settings: Settings, tmp_path: Path) -> None:
-    env = {**os.environ, "LIQBOT_TOPIC_PREFIX": settings.kafka.topic_prefix, "LIQBOT_HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "liqbot.cli", "agents", "worker", "--agents", "features,forecast", "--bootstrap",
+def worker_that_stops(settings: Settings, home: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`liqbot agents worker` expected to stop by itself at start-up (bad options, no model): its exit and output."""
+    env = {**os.environ, "LIQBOT_TOPIC_PREFIX": settings.kafka.topic_prefix, "LIQBOT_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "liqbot.cli", "agents", "worker", *options, "--bootstrap",
          settings.kafka.bootstrap_servers, "--registry", settings.serde.registry_url],
         check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_an_unknown_agent_name_is_refused_with_the_choices(settings: Settings, tmp_path: Path) -> None:
+    done = worker_that_stops(settings, tmp_path, "--agents", "features,forecast")
     assert done.returncode == 2, done.stderr[-2000:]
     assert "unknown agents ['forecast']: choose among features, predict, decide, execute" in done.stderr
 
@@ -378,10 +383,6 @@ def test_a_model_that_fails_to_load_stops_the_worker_with_the_reason(settings: S
     shutil.copytree(ModelRegistry().root, models)
     version = (models / "CURRENT").read_text().strip()
     (models / version / "model.onnx").write_bytes(b"not an onnx model")
-    env = {**os.environ, "LIQBOT_TOPIC_PREFIX": settings.kafka.topic_prefix, "LIQBOT_HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "liqbot.cli", "agents", "worker", "--models", str(models), "--bootstrap",
-         settings.kafka.bootstrap_servers, "--registry", settings.serde.registry_url],
-        check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    done = worker_that_stops(settings, tmp_path, "--models", str(models))
     assert done.returncode == 2, done.stderr[-2000:]
     assert str(models / version) in done.stderr and "liqbot train" in done.stderr, done.stderr[-2000:]
