@@ -25,6 +25,7 @@ import faust
 import mode
 
 from agents import AGENTS
+from agents.chain import Chain, Step, chains
 from agents.changelog import StateChangelog
 from agents.codec import AgentCodec
 from agents.live import live_execute_agent
@@ -91,22 +92,28 @@ class _Runtime:
     codec: AgentCodec
     options: AgentOptions
     group: str  # the reader's consumer group, which owns the agents' changelog topics (one state per group)
-    agents: list[Agent[Any]] = field(default_factory=list)
+    steps: list[Step[Any]] = field(default_factory=list)  # the agents' logic, in the order records flow
+    agents: list[tuple[Chain, Agent[Any]]] = field(default_factory=list)  # what the reader feeds
     symbols: dict[str, Callable[[], set[tuple[str, str]]]] = field(default_factory=dict)  # agent -> its symbols
-    steps: dict[str, Callable[[], Counter[str]]] = field(default_factory=dict)  # agent -> its step's counts
+    counts: dict[str, Callable[[], Counter[str]]] = field(default_factory=dict)  # agent -> its step's counts
     timers: list[tuple[float, Callable[[], None]]] = field(default_factory=list)  # work on the reader's thread
     gc: GcPauses = field(default_factory=GcPauses)
+
+    def states(self, name: str) -> list[Any]:
+        """The states, one per owned partition, of the agent `name`."""
+        return [state for chain, agent in self.agents
+                for state in chain.states_of(name, [slot.state for slot in list(agent.states.slots.values())])]
 
     def status(self, runner: Runner) -> dict[str, Any]:
         """What this worker owns and did: for operators (`data_dir/status.json`) and the scaling tests."""
         assigned = sorted({p for _, p in runner.assigned})  # the same numbers in every topic (range assignor)
         return {"pid": os.getpid(), "partitions": assigned, "counts": dict(sorted(self.codec.counts.items())),
                 "symbols": {name: sorted("/".join(key) for key in held()) for name, held in self.symbols.items()},
-                "applied": {agent.name: agent.applied for agent in self.agents},
+                "applied": {step.name: step.applied for step in self.steps},
                 "snapshots": {agent.name: {**agent.states.pauses.report(), "last_bytes": agent.states.last_bytes}
-                              for agent in self.agents},
+                              for _, agent in self.agents},
                 "gc": self.gc.report(),
-                "steps": {name: dict(sorted(counts().items())) for name, counts in self.steps.items()}}
+                "steps": {name: dict(sorted(counts().items())) for name, counts in self.counts.items()}}
 
 
 def build_app(settings: Settings, options: AgentOptions) -> faust.App:
@@ -141,8 +148,10 @@ def build_app(settings: Settings, options: AgentOptions) -> faust.App:
             live_execute_agent(app, rt.codec, options.live, _RAW)
         else:
             _BUILDERS[name](rt)
-    runner = Runner(settings.kafka, group, rt.codec, rt.agents, idle_check_s=options.idle_check_s,
-                    session_timeout_s=options.session_timeout_s)
+    for chain in chains(rt.steps, rt.codec.topic_of):
+        rt.agents.append((chain, _agent(rt, chain)))
+    runner = Runner(settings.kafka, group, rt.codec, [agent for _, agent in rt.agents],
+                    idle_check_s=options.idle_check_s, session_timeout_s=options.session_timeout_s)
     for every_s, call in rt.timers:
         runner.every(every_s, call)
     runner.every(_SAVE_CHECK_S, runner.save)
@@ -183,11 +192,10 @@ def _features_agent(rt: _Runtime) -> None:
             return [vector] if vector is not None else []
         return []
 
-    states = _partitioned_agent(rt, "features", inputs=FEATURE_INPUTS, handle=handle, merge=True,
-                                factory=lambda: FeatureEngine(spec_engine.spec),
-                                version=f"features:{spec_engine.fingerprint}")
-    rt.symbols["features"] = lambda: {k for slot in states.slots.values() for k in slot.state.symbols}
-    rt.steps["features"] = lambda: sum((slot.state.counts for slot in states.slots.values()), Counter())
+    _step(rt, "features", FEATURE_INPUTS, ("features",), handle, merge=True,
+          factory=lambda: FeatureEngine(spec_engine.spec), version=f"features:{spec_engine.fingerprint}")
+    rt.symbols["features"] = lambda: {k for engine in rt.states("features") for k in engine.symbols}
+    rt.counts["features"] = lambda: sum((engine.counts for engine in rt.states("features")), Counter())
 
 
 def _predict_agent(rt: _Runtime) -> None:
@@ -195,13 +203,13 @@ def _predict_agent(rt: _Runtime) -> None:
     served = ServedModel(registry)  # no usable model: the worker does not start (it must not trade on nothing)
     step = PredictStep(lambda: served.scorer)
     log.info("predict agent serving model %s", served.version)
-    rt.steps["predict"] = lambda: step.counts + served.scorer.counts
+    rt.counts["predict"] = lambda: step.counts + served.scorer.counts
 
     def handle(_: None, record: AvroRecord) -> Sequence[AvroRecord]:
         return step.on_vector(record) if isinstance(record, FeatureVector) else []
 
-    _partitioned_agent(rt, "predict", inputs=("features",), factory=lambda: None, version="predict:1",
-                       handle=handle, merge=False)
+    _step(rt, "predict", ("features",), ("predictions",), handle, merge=False, factory=lambda: None,
+          version="predict:1")
 
     async def refresh() -> None:
         served.refresh()
@@ -216,17 +224,20 @@ def _decide_agent(rt: _Runtime) -> None:
     def handle(step: DecideStep, record: AvroRecord) -> Sequence[AvroRecord]:
         return step.on_record(record)
 
-    states = _partitioned_agent(rt, "decide", inputs=DECIDE_INPUTS, version="decide:1", handle=handle, merge=True,
-                                factory=lambda: DecideStep(config, AccountRisk(equity)))
-    rt.symbols["decide"] = lambda: {k for slot in states.slots.values() for k in slot.state.symbols}
-    rt.steps["decide"] = lambda: sum((slot.state.counts for slot in states.slots.values()), Counter())
+    _step(rt, "decide", DECIDE_INPUTS, ("orders.intents", "orders.cancels"), handle, merge=True,
+          factory=lambda: DecideStep(config, AccountRisk(equity)), version="decide:1")
+    rt.symbols["decide"] = lambda: {k for step in rt.states("decide") for k in step.symbols}
+    rt.counts["decide"] = lambda: sum((step.counts for step in rt.states("decide")), Counter())
 
     def dead_man() -> None:
         """Wall time only enters here: a partition silent for longer than the timeout cancels its orders."""
         now = time.monotonic()
-        for slot in list(states.slots.values()):
-            for cancel in slot.state.on_clock(int((now - slot.last_event_at) * 1e9)):
-                rt.codec.send(cancel)
+        for chain, agent in rt.agents:
+            for slot in list(agent.states.slots.values()):
+                for step in chain.states_of("decide", [slot.state]):
+                    cancels = step.on_clock(int((now - slot.last_event_at) * 1e9))
+                    for record in chain.spread(slot.state, cancels):  # execute, if chained, takes them here
+                        rt.codec.send(record)
 
     rt.timers.append((1.0, dead_man))
 
@@ -240,22 +251,27 @@ def _execute_agent(rt: _Runtime) -> None:
     def factory() -> ExecuteStep:
         return ExecuteStep(PaperVenue(PaperConfig(), PaperAccount(equity)))
 
-    states = _partitioned_agent(rt, "execute", inputs=EXECUTE_INPUTS, version="execute:1", handle=handle,
-                                merge=True, factory=factory)
-    rt.symbols["execute"] = lambda: {k for slot in states.slots.values() for k in slot.state.venue.symbols}
+    _step(rt, "execute", EXECUTE_INPUTS, ("orders.events", "positions"), handle, merge=True, factory=factory,
+          version="execute:1")
+    rt.symbols["execute"] = lambda: {k for step in rt.states("execute") for k in step.venue.symbols}
 
 
-def _partitioned_agent(rt: _Runtime, name: str, *, inputs: Sequence[str], factory: Callable[[], S], version: str,
-                       handle: Handler[S], merge: bool) -> PartitionStates[S]:
-    """An agent over `inputs` whose state lives per partition; `merge` feeds it in event-time order."""
-    codec = rt.codec
-    changelog = StateChangelog(codec.clients.settings.kafka, f"{rt.group}-{name}-state-changelog")
+def _step(rt: _Runtime, name: str, inputs: Sequence[str], outputs: Sequence[str], handle: Handler[S], *,
+          merge: bool, factory: Callable[[], S], version: str) -> None:
+    """An agent's logic over the registry's topics `inputs`; `merge` feeds it in event-time order."""
+    topic = rt.codec.topic
+    rt.steps.append(Step(name, tuple(map(topic, inputs)), frozenset(map(topic, outputs)), factory, version, handle,
+                         merge))
+
+
+def _agent(rt: _Runtime, chain: Chain) -> Agent[list[Any]]:
+    """What the reader feeds a chain: its topics, and its members' states per partition in one changelog."""
+    changelog = StateChangelog(rt.codec.clients.settings.kafka, f"{rt.group}-{chain.name}-state-changelog")
     changelog.ensure()
-    topics = tuple(codec.topic(t) for t in inputs)
-    states: PartitionStates[S] = PartitionStates(changelog, factory, version=version,
-                                                 every_s=rt.options.snapshot_every_s, sources=topics if merge else ())
-    rt.agents.append(Agent(name, topics, states, handle, merge))
-    return states
+    states: PartitionStates[list[Any]] = PartitionStates(
+        changelog, chain.new, version=chain.version, every_s=rt.options.snapshot_every_s,
+        sources=chain.inputs if chain.merge else ())
+    return Agent(chain.name, chain.inputs, states, chain.handle, chain.merge)
 
 
 _BUILDERS: dict[str, Callable[[_Runtime], None]] = {

@@ -45,6 +45,10 @@ class AgentCodec:
         self.clients.producer.send(self._names[record.SCHEMA], record, record.kafka_key())
         self.counts[f"sent:{record.SCHEMA}"] += 1
 
+    def topic_of(self, record: AvroRecord) -> str:
+        """The topic that carries the record's schema."""
+        return self._names[record.SCHEMA]
+
     def topic(self, logical: str) -> str:
         return self.clients.topics.name(logical)
 

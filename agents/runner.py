@@ -47,7 +47,6 @@ class Agent(Generic[S]):
     states: PartitionStates[S]
     handle: Handler[S]
     merge: bool  # feed it in event-time order across its inputs (streams/merge.py)
-    applied: int = 0  # records folded in (status.json; `liqbot bench agents`)
 
 
 @dataclass
@@ -81,7 +80,8 @@ class Runner(threading.Thread):
             kafka, group_id, **{"enable.auto.commit": False, "partition.assignment.strategy": "range",
                                 "session.timeout.ms": int(session_timeout_s * 1000),
                                 "heartbeat.interval.ms": int(min(3.0, session_timeout_s / 4) * 1000),
-                                "fetch.wait.max.ms": 100}))
+                                "fetch.wait.max.ms": 100,
+                                "enable.partition.eof": True}))
 
     def every(self, seconds: float, call: Callable[[], None]) -> None:
         """Run `call` on this thread about every `seconds` (work that touches the agents' state)."""
@@ -126,11 +126,15 @@ class Runner(threading.Thread):
 
     def _dispatch(self, msg: Message) -> None:
         error = msg.error()
+        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
+            if error.code() == KafkaError._PARTITION_EOF:
+                # read to its end: a partition with nothing after its committed offset gives no message, so
+                # without this its merges would wait for it forever (after a rebalance, say)
+                self._read[(topic, partition)] = max(self._read.get((topic, partition), -1), offset - 1)
+            else:
                 log.warning("consumer: %s", error.str())
             return
-        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         self._read[(topic, partition)] = offset
         record = _UNDECODED
         for agent in self._readers[topic]:
@@ -156,7 +160,6 @@ class Runner(threading.Thread):
 
     def _apply(self, agent: Agent[Any], slot: Slot[Any], held: Held) -> None:
         topic, offset, record = held
-        agent.applied += 1
         if record is not None:
             for out in agent.handle(slot.state, record):
                 self.codec.send(out)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections import deque
+from array import array
 from dataclasses import dataclass, field
 
 __all__ = ["MAX_CLIENT_ID_CHARS", "RecentIds", "entry_order_id", "exit_order_id", "order_event_id"]
@@ -31,23 +31,52 @@ def order_event_id(client_order_id: str, sequence: int) -> str:
     return f"{client_order_id}:{sequence}"
 
 
-@dataclass
+@dataclass(eq=False)
 class RecentIds:
-    """The last `capacity` ids seen, in arrival order; older ids are forgotten."""
+    """The last `capacity` ids seen, in arrival order; older ids are forgotten.
+
+    Kept as 64-bit digests in a flat column: a symbol's thousands of ids then pickle as one buffer (the agents'
+    snapshots block their thread); two ids share a digest with odds of about `capacity` in 2**64.
+    """
 
     capacity: int = 8192
-    order: deque[str] = field(default_factory=deque)
-    seen: set[str] = field(default_factory=set)
+    order: array[int] = field(default_factory=lambda: array("q"))  # digests; those before `head` are forgotten
+    head: int = 0
+    seen: set[int] = field(default_factory=set)
 
     def __contains__(self, key: str) -> bool:
-        return key in self.seen
+        return _digest64(key) in self.seen
 
     def remember(self, key: str) -> bool:
         """False when `key` was seen recently (a redelivery); otherwise remember it."""
-        if key in self.seen:
+        digest = _digest64(key)
+        if digest in self.seen:
             return False
-        self.seen.add(key)
-        self.order.append(key)
-        if len(self.order) > self.capacity:
-            self.seen.discard(self.order.popleft())
+        self.seen.add(digest)
+        self.order.append(digest)
+        if len(self.order) - self.head > self.capacity:
+            self.seen.discard(self.order[self.head])
+            self.head += 1
+            if self.head >= self.capacity:  # forgotten ones go in bulk: a column cannot drop its head cheaply
+                del self.order[:self.head]
+                self.head = 0
         return True
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RecentIds):
+            return NotImplemented
+        return (self.capacity, self.order[self.head:]) == (other.capacity, other.order[other.head:])
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
+
+    def __getstate__(self) -> tuple[int, array[int]]:
+        return self.capacity, self.order[self.head:]
+
+    def __setstate__(self, state: tuple[int, array[int]]) -> None:
+        self.capacity, self.order = state
+        self.head = 0
+        self.seen = set(self.order)
+
+
+def _digest64(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little", signed=True)

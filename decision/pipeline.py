@@ -9,12 +9,13 @@ interleave on the way; a prediction waits until its trigger is known.
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
-import operator
-from collections import Counter, deque
+from array import array
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from decision.paper import PaperAccount, PaperConfig, PaperVenue, VenueRecord
 from decision.risk import AccountRisk, SymbolKey
@@ -38,12 +39,11 @@ from schemas.records import (
 __all__ = ["DecideStep", "ExecuteStep", "PredictStep", "Predictor"]
 
 log = logging.getLogger(__name__)
-# Per symbol, the tops a prediction may still be joined with. Live a prediction lags its trigger by milliseconds;
-# fed a backlog at full speed, decide reads the market topics minutes of event time ahead of the predictions.
+# Per symbol, at least this many of the newest tops a prediction may still be joined with. Live a prediction
+# lags its trigger by milliseconds; fed a backlog at full speed, decide reads the market topics minutes of event
+# time ahead of the predictions.
 _TOPS_KEPT = 4096
 _TRIGGERS_KEPT = 4096
-_TOP_FIELDS = tuple(f.name for f in fields(TopOfBook))
-_top_row = operator.attrgetter(*_TOP_FIELDS)
 
 
 class Predictor(Protocol):
@@ -66,36 +66,57 @@ class PredictStep:
         return [prediction] if prediction else []
 
 
+_TOP_TEXTS = 5  # event_id, bid_price, bid_size, ask_price, ask_size
+
+
 @dataclass
 class _SymbolBook:
-    """Recent book tickers of one symbol in event-time order, for the top as of a past time."""
+    """Recent book tickers of one symbol in event-time order, for the top as of a past time.
 
-    times: deque[int] = field(default_factory=deque)
-    tops: deque[TopOfBook] = field(default_factory=deque)
+    Kept as columns, not objects: thousands of tops per symbol then pickle as a few buffers (the agent's
+    snapshot blocks its thread while it pickles) and give the garbage collector nothing to walk.
+    """
+
+    venue: str = ""
+    symbol: str = ""
+    times: array[int] = field(default_factory=lambda: array("q"))  # ts_event_ns
+    ints: array[int] = field(default_factory=lambda: array("q"))  # ts_exchange_ns, ts_recv_ns, update_id
+    floats: array[float] = field(default_factory=lambda: array("d"))  # mid, microprice
+    texts: bytearray = field(default_factory=bytearray)  # the venue's text fields, UTF-8, one after another
+    ends: array[int] = field(default_factory=lambda: array("q"))  # where each text field ends in `texts`
 
     def add(self, top: TopOfBook) -> None:
         if self.times and top.ts_event_ns < self.times[-1]:
             return  # out of order: the newer top already stands for this time
+        self.venue, self.symbol = top.venue, top.symbol
         self.times.append(top.ts_event_ns)
-        self.tops.append(top)
-        if len(self.times) > _TOPS_KEPT:
-            self.times.popleft()
-            self.tops.popleft()
+        self.ints.extend((top.ts_exchange_ns, top.ts_recv_ns, top.update_id))
+        self.floats.extend((top.mid, top.microprice))
+        for text in (top.event_id, top.bid_price, top.bid_size, top.ask_price, top.ask_size):
+            self.texts += text.encode()
+            self.ends.append(len(self.texts))
+        if len(self.times) >= 2 * _TOPS_KEPT:  # trimmed in halves: a column cannot drop its head one at a time
+            self._drop(len(self.times) - _TOPS_KEPT)
+
+    def _drop(self, count: int) -> None:
+        cut = self.ends[_TOP_TEXTS * count - 1]
+        del self.times[:count], self.ints[:3 * count], self.floats[:2 * count], self.texts[:cut]
+        self.ends = array("q", [end - cut for end in self.ends[_TOP_TEXTS * count:]])
 
     def as_of(self, ts_ns: int) -> TopOfBook | None:
         """The newest top at or before `ts_ns` (the agent's event-time merge has delivered every earlier one)."""
-        index = bisect.bisect_right(self.times, ts_ns)
-        return self.tops[index - 1] if index else None
-
-    def __getstate__(self) -> tuple[list[int], list[tuple[Any, ...]]]:
-        # thousands of tops per symbol: as rows of plain values they pickle 2-3x faster than as dataclasses, and
-        # the agent's snapshot blocks its thread while it pickles
-        return list(self.times), list(map(_top_row, self.tops))
-
-    def __setstate__(self, state: tuple[list[int], list[tuple[Any, ...]]]) -> None:
-        times, rows = state
-        self.times = deque(times)
-        self.tops = deque(TopOfBook(**dict(zip(_TOP_FIELDS, row, strict=True))) for row in rows)
+        i = bisect.bisect_right(self.times, ts_ns) - 1
+        if i < 0:
+            return None
+        first = _TOP_TEXTS * i
+        bounds = [self.ends[first - 1] if first else 0, *self.ends[first:first + _TOP_TEXTS]]
+        event_id, bid_price, bid_size, ask_price, ask_size = (
+            self.texts[start:end].decode() for start, end in itertools.pairwise(bounds))
+        ts_exchange_ns, ts_recv_ns, update_id = self.ints[3 * i:3 * i + 3]
+        return TopOfBook(venue=self.venue, symbol=self.symbol, event_id=event_id, ts_event_ns=self.times[i],
+                         ts_exchange_ns=ts_exchange_ns, ts_recv_ns=ts_recv_ns, update_id=update_id,
+                         bid_price=bid_price, bid_size=bid_size, ask_price=ask_price, ask_size=ask_size,
+                         mid=self.floats[2 * i], microprice=self.floats[2 * i + 1])
 
 
 @dataclass

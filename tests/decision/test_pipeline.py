@@ -7,7 +7,7 @@ import pickle
 from functools import cache
 
 from decision.features import FeatureEngine
-from decision.pipeline import DecideStep, ExecuteStep, PredictStep
+from decision.pipeline import _TOPS_KEPT, DecideStep, ExecuteStep, PredictStep
 from decision.risk import AccountRisk
 from decision.scoring import Scorer
 from decision.strategy import StrategyConfig
@@ -59,14 +59,35 @@ def test_a_replay_places_orders_and_is_repeatable() -> None:
 
 
 def test_decide_state_restored_from_a_snapshot_holds_the_same_books() -> None:
-    """The tops of book pickle as rows (a snapshot is faster so): restored, every symbol's history is the same."""
+    """Tops are kept as columns (a snapshot is faster so): restored, every symbol gives, as of each time it
+    kept, the very top of book the market sent."""
     decide = replay()[2]
     restored: DecideStep = pickle.loads(pickle.dumps(decide, protocol=pickle.HIGHEST_PROTOCOL))
-    assert restored.books.keys() == decide.books.keys() and decide.books
-    for key, book in decide.books.items():
-        assert list(restored.books[key].tops) == list(book.tops) and list(restored.books[key].times) == list(book.times)
-        assert all(isinstance(top, TopOfBook) for top in restored.books[key].tops)
-    assert restored == decide
+    assert restored == decide and decide.books
+    sent: dict[tuple[str, str], list[TopOfBook]] = {}
+    for record in scenario().records:
+        if isinstance(record, TopOfBook):
+            sent.setdefault((record.venue, record.symbol), []).append(record)
+    for key, book in restored.books.items():
+        kept = sent[key][-len(book.times):]
+        newest = {top.ts_event_ns: top for top in kept}  # tops that share a time: the last one stands
+        assert all(book.as_of(ts) == top for ts, top in newest.items())
+        assert book.as_of(kept[0].ts_event_ns - 1) is None
+
+
+def test_a_symbol_keeps_at_least_its_newest_tops_and_trims_the_rest_in_bulk() -> None:
+    tops = [r for r in generate(WickScenario(seed=3, symbols=("WICKUSDT",), duration_s=2000, bursts=1)).records
+            if isinstance(r, TopOfBook)]
+    assert len(tops) > 2 * _TOPS_KEPT
+    decide = DecideStep(StrategyConfig(), AccountRisk(100_000.0))
+    sizes = []
+    for top in tops:
+        decide.on_record(top)
+        sizes.append(len(decide.books[(top.venue, top.symbol)].times))
+    assert min(sizes[_TOPS_KEPT:]) == _TOPS_KEPT and max(sizes) == 2 * _TOPS_KEPT - 1
+    book = decide.books[(tops[0].venue, tops[0].symbol)]
+    assert book.as_of(tops[-1].ts_event_ns) == tops[-1]
+    assert book.as_of(tops[-sizes[-1]].ts_event_ns - 1) is None  # older than what it kept: unknown, not wrong
 
 
 def test_a_late_prediction_gets_the_book_of_its_trigger_time() -> None:
