@@ -6,6 +6,7 @@ import re
 
 import yaml
 
+from deploy.kafka.broker import JVM_PERFORMANCE_OPTS
 from liqbot.data import REPO
 
 
@@ -25,3 +26,5 @@ def test_compose_uses_the_tested_versions_and_loopback_only() -> None:
     for service in (kafka, registry):
         assert all(port.startswith("127.0.0.1:") for port in service["ports"])
     assert kafka["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    # the broker's collector sets every hop's tail latency: the same one with and without Docker
+    assert kafka["environment"]["KAFKA_JVM_PERFORMANCE_OPTS"].split() == list(JVM_PERFORMANCE_OPTS)

@@ -19,13 +19,18 @@ from deploy.maven import fetch
 from deploy.process import is_running, ports_in_use, read_state, spawn, stop_pid
 from liqbot.errors import LiqbotError
 
-__all__ = ["BrokerError", "BrokerState", "fetch_libs", "free_port", "start", "status", "stop", "wait_ready"]
+__all__ = ["JVM_PERFORMANCE_OPTS", "BrokerError", "BrokerState", "fetch_libs", "free_port", "start", "status", "stop",
+           "wait_ready"]
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
 LOG4J2 = HERE / "log4j2.properties"
 MAIN_CLASS = "kafka.Kafka"
 LOGS_HINT = "<home>/logs/server.log and <home>/logs/stdout.log"
+# ZGC: G1's young collections stopped the broker for 7-11 ms every few seconds even with Kafka's own settings
+# (MaxGCPauseMillis=20), the tail of every hop here; ZGC's pauses stay under a millisecond (one plain hop at
+# 1,000 msg/s: p999 10-15 ms -> ~5 ms, max 13-25 -> 7-8 ms; docs/benchmarks.md). docker-compose.kafka.yml too.
+JVM_PERFORMANCE_OPTS = ("-XX:+UseZGC", "-Djava.awt.headless=true")
 
 
 class BrokerError(LiqbotError):
@@ -86,10 +91,7 @@ def _java(libs: Path, home: Path, heap_mb: int, *args: str) -> list[str]:
     if java is None:
         raise BrokerError("`java` is not on PATH; Kafka 4.1 needs Java 17 or newer")
     return [
-        # Kafka's own start script's collector settings (kafka-run-class.sh): G1's default 200 ms pause target
-        # let young collections stop the broker for 15-23 ms, every hop's p99 here (`liqbot bench e2e`)
-        java, f"-Xms{min(256, heap_mb)}m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-        "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
+        java, f"-Xms{min(256, heap_mb)}m", f"-Xmx{heap_mb}m", *JVM_PERFORMANCE_OPTS,
         f"-Dlog4j2.configurationFile={LOG4J2}", f"-Dkafka.logs.dir={home / 'logs'}",
         "-cp", f"{libs}/*", *args,
     ]
