@@ -124,6 +124,7 @@ def build_app(settings: Settings, options: AgentOptions) -> faust.App:
     # no linger: the agents' outputs are sparse, and each one is the next hop's input
     clients = Clients.connect(settings, **{"linger.ms": 0})
     clients.topics.ensure(clients.admin())
+    clients.register_schemas()  # before any partition is taken: the first decision must not wait on the registry
     stem = settings.kafka.topic_prefix + options.app_id
     # workers running the same agents share a group and split its partitions; another set of agents reads the
     # same topics in full, so it is another group, with its own offsets and so its own changelogs

@@ -32,8 +32,7 @@ def _ingestor(settings: Settings) -> tuple[Ingestor, Clients, float]:
     clients = Clients.connect(replace(settings, kafka=replace(settings.kafka, topic_prefix=run)))
     clients.topics.ensure(clients.admin())
     start = time.perf_counter()
-    for spec in clients.topics.specs:
-        clients.serde.header(clients.topics.name(spec), spec.schema)
+    clients.register_schemas()
     registration_s = time.perf_counter() - start
     return Ingestor(KafkaSink(clients.producer, clients.topics), clients.dead_letters), clients, registration_s
 

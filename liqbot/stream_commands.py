@@ -31,11 +31,12 @@ def ensure_services(args: argparse.Namespace, settings: Settings) -> Settings:
 
 
 def connected(args: argparse.Namespace, settings: Settings) -> Clients:
-    """Clients on the chosen (or local) platform, with the registry's topics in place."""
+    """Clients on the chosen (or local) platform, with the registry's topics and their schemas in place."""
     from streams.clients import Clients
 
     clients = Clients.connect(ensure_services(args, settings))
     clients.topics.ensure(clients.admin())
+    clients.register_schemas()
     return clients
 
 

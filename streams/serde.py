@@ -88,8 +88,11 @@ class ConfluentSerde:
     def header(self, topic: str, schema: str) -> bytes:
         key = (topic, schema)
         if key not in self._headers:
-            schema_id = self.registry.register(f"{topic}-value", load_all()[schema].text)
+            current = load_all()[schema]
+            schema_id = self.registry.register(f"{topic}-value", current.text)
             self._headers[key] = _CONFLUENT_MAGIC + struct.pack(">I", schema_id)
+            if schema_id not in self._writers:  # the id names this very text: its records decode without a lookup
+                self._writers[schema_id], self._decoders[schema_id] = current, _compiled_for(current)
         return self._headers[key]
 
     def decode(self, topic: str, payload: bytes) -> AvroRecord:

@@ -42,6 +42,30 @@ def test_confluent_same_schema_same_id_across_topics_and_clients(settings: Setti
     assert a[1:5] == b[1:5]
 
 
+class CountingRegistry(RegistryClient):
+    """The real registry client, counting the schema-by-id lookups a decode makes."""
+
+    lookups = 0
+
+    def schema(self, schema_id: int) -> str:
+        self.lookups += 1
+        return super().schema(schema_id)
+
+
+def test_a_registered_schema_decodes_without_a_lookup(settings: Settings, trade: Trade) -> None:
+    """A worker registers its topics' schemas at start-up: its first record must not wait on the registry."""
+    topic = settings.kafka.topic_prefix + "market.trades.warm"
+    payload = ConfluentSerde(RegistryClient(settings.serde.registry_url)).encode(topic, trade)
+    registry = CountingRegistry(settings.serde.registry_url)
+    warm = ConfluentSerde(registry)
+    warm.header(topic, "liqbot.Trade")
+    assert warm.decode(topic, payload) == trade
+    assert registry.lookups == 0
+    cold = ConfluentSerde(registry)
+    assert cold.decode(topic, payload) == trade
+    assert registry.lookups == 1
+
+
 def test_confluent_unknown_id_and_bad_magic_are_serde_errors(settings: Settings) -> None:
     serde = ConfluentSerde(RegistryClient(settings.serde.registry_url))
     with pytest.raises(SerdeError, match="schema id 999999 is unknown to the registry"):
