@@ -40,6 +40,7 @@ from training.scenario import ScenarioRecord, WickScenario, generate
 _PER_SYMBOL_PER_S = 25.0  # records a scenario symbol makes per second: 10 book steps x 2, a ticker, ~4 trades
 _BOOK_INTERVAL_MS = 100
 _WARMUP_S = 10
+_TARGET_P99_MS = 5.0
 
 
 def scenario(rate: float, seconds: int, burst_every_s: float, seed: int) -> WickScenario:
@@ -55,10 +56,10 @@ Output = FeatureVector | Prediction | OrderIntent
 
 @dataclass(frozen=True)
 class Seen:
-    """A feature vector, prediction or intent as the bench's consumer saw it."""
+    """A feature vector, prediction or intent, or a paced liquidation, as the bench's consumer saw it."""
 
-    record: Output
-    created_ns: int  # Kafka CreateTime: when the worker's producer was handed the record (ms resolution)
+    record: Output | Liquidation
+    created_ns: int  # Kafka CreateTime: when a producer (the worker's; the pacer's) was handed it (ms resolution)
     received_ns: int  # when the bench's consumer got it
 
     @property
@@ -95,10 +96,11 @@ class Reader(threading.Thread):
 
 
 class Collector(Reader):
-    """Decodes every feature vector, prediction and intent the worker produced."""
+    """Decodes every feature vector, prediction and intent the worker produced, and the liquidations it read: their
+    arrival here is the broker path's own latency for the very records that trigger the worker, in the same run."""
 
     def __init__(self, clients: Clients) -> None:
-        topics = [clients.topics.name(t) for t in ("features", "predictions", "orders.intents")]
+        topics = [clients.topics.name(t) for t in ("features", "predictions", "orders.intents", "market.liquidations")]
         super().__init__(clients.settings, topics)
         self.serde = clients.serde
         self.seen: list[Seen] = []
@@ -108,10 +110,10 @@ class Collector(Reader):
         if kind != TIMESTAMP_CREATE_TIME:
             raise RuntimeError(f"{msg.topic()}: no CreateTime on the worker's output (timestamp type {kind})")
         record = self.serde.decode(msg.topic() or "", msg.value() or b"")
-        if isinstance(record, Output):
+        if isinstance(record, Output | Liquidation):
             self.seen.append(Seen(record, created_ms * 1_000_000, received_ns))
 
-    def of(self, kind: type[Output]) -> list[Seen]:
+    def of(self, kind: type[Output | Liquidation]) -> list[Seen]:
         return [s for s in list(self.seen) if isinstance(s.record, kind)]
 
 
@@ -314,8 +316,7 @@ def main(argv: list[str], settings: Settings) -> int:
     run = replace(settings, kafka=replace(settings.kafka, topic_prefix=f"bench.e2e.{uuid.uuid4().hex[:8]}."))
     clients = Clients.connect(run)
     clients.topics.ensure(clients.admin())
-    for spec in clients.topics.specs:  # registered before timing: a session's set-up, not a cost per record
-        clients.serde.header(clients.topics.name(spec), spec.schema)
+    clients.register_schemas()  # before timing: a session's set-up, not a cost per record
     config = scenario(args.rate, args.seconds, args.burst_every, args.seed)
     print(f"bench e2e: SYNTHETIC scenario (seed {config.seed}), {len(config.symbols)} symbols, {config.bursts} "
           f"bursts in {args.seconds} s, on {run.kafka.bootstrap_servers}, {run.kafka.partitions} partitions")
@@ -330,10 +331,20 @@ def main(argv: list[str], settings: Settings) -> int:
     return 0
 
 
+def slow_intents(collector: Collector, over_ms: float) -> list[tuple[float, float]]:
+    """(intent ms, its trigger's arrival at the bench's plain consumer ms) of each intent slower than `over_ms`:
+    a trigger that also reached a plain consumer late was held up on the broker path, not in the worker."""
+    arrivals = {s.record.ts_recv_ns: s.received_ns - s.record.ts_recv_ns for s in collector.of(Liquidation)}
+    return sorted(((round(s.latency_ns / 1e6, 2), round(arrivals[s.record.ts_recv_ns] / 1e6, 2))
+                   for s in collector.of(OrderIntent)
+                   if s.latency_ns > over_ms * 1e6 and s.record.ts_recv_ns in arrivals), reverse=True)
+
+
 def _report(args: argparse.Namespace, run: Run, baselines: dict[str, list[int]], load: tuple[float, float]) -> None:
     intents, predictions = run.collector.of(OrderIntent), run.collector.of(Prediction)
     stats = {"e2e": _ms([s.latency_ns for s in intents]), "prediction": _ms([s.latency_ns for s in predictions]),
              "received": _ms([s.received_ns - s.record.ts_recv_ns for s in intents]),
+             "arrival": _ms([s.received_ns - s.record.ts_recv_ns for s in run.collector.of(Liquidation)]),
              "raw": _ms(baselines["raw"]), "chain": _ms(baselines["chain"]), "faust": _ms(baselines["faust"]),
              **{k: _ms(v) for k, v in hops(run.collector).items()}}
     e2e, pred, raw = stats["e2e"], stats["prediction"], stats["raw"]
@@ -348,6 +359,9 @@ def _report(args: argparse.Namespace, run: Run, baselines: dict[str, list[int]],
         "prediction_p99_ms_by_minute": by_minute(predictions, run.paced.start_ns, 0.99),
         **{f"{name}_{q}_ms": stats[name][q] for name in ("received", "decide", "features", "predict")
            for q in ("p50", "p99")},
+        "arrival_p50_ms": stats["arrival"]["p50"], "arrival_p99_ms": stats["arrival"]["p99"],
+        "arrival_max_ms": stats["arrival"]["max"], "arrivals": len(run.collector.of(Liquidation)),
+        "slow_intents_ms": slow_intents(run.collector, _TARGET_P99_MS),
         "raw_round_trip_p50_ms": raw["p50"], "raw_round_trip_p99_ms": raw["p99"], "raw_samples": len(baselines["raw"]),
         "raw_three_hops_p50_ms": stats["chain"]["p50"], "raw_three_hops_p99_ms": stats["chain"]["p99"],
         "raw_three_hops_samples": len(baselines["chain"]),
@@ -359,7 +373,7 @@ def _report(args: argparse.Namespace, run: Run, baselines: dict[str, list[int]],
         "worker_cpu_share": round(run.worker_cpu, 2), "load_avg_1m": [round(x, 2) for x in load],
         "worker_counts": run.status.get("counts", {}), "worker_snapshots": run.status.get("snapshots", {}),
         "worker_gc": run.status.get("gc", {}),
-        "synthetic": True, "target_p99_ms": 5.0,
+        "synthetic": True, "target_p99_ms": _TARGET_P99_MS,
     }
     report("e2e", _rows(args, run, stats, figures), figures)
 
@@ -384,6 +398,10 @@ def _rows(args: argparse.Namespace, run: Run, stats: dict[str, dict[str, float]]
         ("  predict: vector -> prediction, p50 / p99", both("predict")),
         ("  p50 by minute of the run", " ".join(f"{x:g}" for x in figures["prediction_p50_ms_by_minute"])),
         ("  p99 by minute of the run", " ".join(f"{x:g}" for x in figures["prediction_p99_ms_by_minute"])),
+        ("the same liquidations received by the bench's plain consumer, p50 / p99 / max",
+         f"{stats['arrival']['p50']} / {stats['arrival']['p99']} / {stats['arrival']['max']} ms"),
+        (f"intents over {_TARGET_P99_MS:g} ms: (intent, its trigger's arrival at the plain consumer) ms",
+         ", ".join(f"({a:g}, {b:g})" for a, b in figures["slow_intents_ms"]) or "none"),
         (f"raw produce -> consume, same broker, p50 / p99 ({figures['raw_samples']} at {args.rate:,.0f}/s)",
          both("raw")),
         ("  the same through three plain hops (two relays, no work: the hops of agents run apart), p50 / p99",

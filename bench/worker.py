@@ -173,8 +173,9 @@ def bare_agent(argv: list[str]) -> None:
     async def bare(stream: Any) -> None:
         async for event in stream.noack().events():  # as the agents read: events, acknowledged later (here never)
             tally.add(event.message.headers)
-            if tally.messages == int(expected):
-                (Path(home) / "result.json").write_text(json.dumps(tally.result()))
+            if tally.messages == int(expected):  # written whole, then renamed: the bench reads it once it exists
+                (Path(home) / "result.tmp").write_text(json.dumps(tally.result()))
+                (Path(home) / "result.tmp").replace(Path(home) / "result.json")
 
     async def assigned() -> None:
         if len(app.consumer.assignment()) >= int(partitions):

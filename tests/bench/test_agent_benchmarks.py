@@ -34,6 +34,11 @@ def test_bench_e2e_measures_liquidation_to_intent_through_a_real_worker(
     assert figures["predictions"] == counts["sent:liqbot.Prediction"] > 0
     assert figures["intents"] == counts.get("sent:liqbot.OrderIntent", 0)
     assert 0 < figures["prediction_p50_ms"] <= figures["prediction_p99_ms"]
+    # every paced liquidation also reached the bench's plain consumer: the broker path's own latency, same records
+    assert figures["arrivals"] == figures["liquidations"] == counts["sent:liqbot.FeatureVector"]
+    assert 0 < figures["arrival_p50_ms"] <= figures["arrival_p99_ms"] <= figures["arrival_max_ms"]
+    assert all(intent > figures["target_p99_ms"] and arrival > 0 for intent, arrival in figures["slow_intents_ms"])
+    assert len(figures["slow_intents_ms"]) <= figures["intents"]
     assert figures["raw_samples"] == figures["raw_three_hops_samples"] == figures["faust_samples"] == 100
     assert figures["raw_round_trip_p50_ms"] < figures["raw_three_hops_p50_ms"]  # two more trips through the broker
     if figures["intents"]:
