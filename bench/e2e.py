@@ -231,16 +231,18 @@ def raw_topics(clients: Clients) -> dict[str, list[str]]:
     return names
 
 
-def settle(collector: Collector, worker: WorkerProcess, timeout_s: float = 60.0) -> None:
-    """Until the consumer has every output the worker says it sent (its status is written every second)."""
+def settle(collector: Collector, worker: WorkerProcess, liquidations: int, timeout_s: float = 60.0) -> None:
+    """Until the consumer has every paced liquidation and every output the worker says it sent (its status is
+    written every second)."""
     deadline = time.monotonic() + timeout_s
     kinds = {FeatureVector: "liqbot.FeatureVector", Prediction: "liqbot.Prediction", OrderIntent: "liqbot.OrderIntent"}
     while time.monotonic() < deadline:
         time.sleep(2.5)
         counts = worker.status()["counts"]
-        if all(counts.get(f"sent:{name}", 0) == len(collector.of(kind)) for kind, name in kinds.items()):
+        if all(counts.get(f"sent:{name}", 0) == len(collector.of(kind)) for kind, name in kinds.items()) and (
+                len(collector.of(Liquidation)) == liquidations):
             return
-    print("  warning: the worker's counts and the collected outputs still differ")
+    print("  warning: the worker's counts and the collected outputs (or the paced liquidations) still differ")
 
 
 def hops(collector: Collector) -> dict[str, list[int]]:
@@ -298,7 +300,7 @@ def _run(clients: Clients, config: WickScenario, home: Path) -> Run:
         cpu = worker.cpu_seconds()
         paced = pace(clients, records)
         cpu = (worker.cpu_seconds() - cpu) / paced.seconds
-        settle(collector, worker)
+        settle(collector, worker, paced.liquidations)
         status = worker.status()
     collector.stop()
     return Run(collector, paced, status, cpu)
