@@ -277,7 +277,14 @@ def _training_commands(sub: Subparsers) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # `liqbot test -q -x`: argparse's REMAINDER takes pytest's options only after a non-option, so the options it
+    # does not know go to pytest too; any other command refuses them as before
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:
+        args.rest = [*unknown, *(args.rest or [])]
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     func: Callable[[argparse.Namespace, Settings], int] = args.func

@@ -83,3 +83,12 @@ def test_unknown_benchmark_lists_the_known_ones(settings: Settings) -> None:
     run = _liqbot(settings, "bench", "nosuch")
     assert run.returncode == 2
     assert run.stderr == "error: no benchmark 'nosuch'; available: ingest, serde, inference, e2e, agents\n"
+
+
+def test_test_passes_options_to_pytest_and_other_commands_refuse_them(tmp_path: Path) -> None:
+    (tmp_path / "test_one.py").write_text("def test_one() -> None:\n    assert True\n")
+    run = _liqbot(None, "test", "-q", "--co", str(tmp_path / "test_one.py"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "test_one.py::test_one" in run.stdout and "1 test collected" in run.stdout
+    refused = _liqbot(None, "topics", "--nosuch")
+    assert refused.returncode == 2 and "unrecognized arguments: --nosuch" in refused.stderr
