@@ -34,7 +34,7 @@ class Clients:
 
     def register_schemas(self) -> None:
         """Every topic's schema id looked up now (registered if new), so that no record waits on the registry:
-        a worker's first decision paid ~10 ms for it (`liqbot bench e2e`)."""
+        a worker's first decision waited 10-25 ms on it (`liqbot bench e2e`)."""
         for spec in self.topics.specs:
             self.serde.header(self.topics.name(spec), spec.schema)
 
