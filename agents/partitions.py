@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -70,9 +70,11 @@ class PartitionStates(Generic[S]):
     def slot(self, partition: int) -> Slot[S]:
         slot = self.slots.get(partition)
         if slot is None:
-            slot = self.slots[partition] = self._load(partition)
-            for source in self._sources:
+            slot, resume_points = self._load(partition)
+            self.slots[partition] = slot
+            for source in self._sources:  # first, in tie-break order
                 slot.merge.add_source(source)
+            slot.merge.resume(resume_points)
         slot.last_event_at = time.monotonic()
         return slot
 
@@ -97,7 +99,8 @@ class PartitionStates(Generic[S]):
         """
         started = time.perf_counter()
         applied = dict(slot.applied)
-        blob = pickle.dumps((self._version, slot.state, applied), protocol=pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps((self._version, slot.state, applied, slot.merge.resume_points()),
+                            protocol=pickle.HIGHEST_PROTOCOL)
 
         def saved() -> None:  # a partition's snapshots land in the order they were sent
             slot.acked = applied
@@ -124,17 +127,18 @@ class PartitionStates(Generic[S]):
         for partition in partitions:
             self.slots.pop(partition, None)
 
-    def _load(self, partition: int) -> Slot[S]:
+    def _load(self, partition: int) -> tuple[Slot[S], dict[Hashable, int]]:
+        """The slot from its newest snapshot, and where its event-time merge resumes (empty when starting anew)."""
         blob = self._changelog.read(partition, _key(partition))
         if blob is None:
-            return Slot(partition, self._factory())
-        version, state, applied = pickle.loads(blob)
+            return Slot(partition, self._factory()), {}
+        version, state, applied, *rest = pickle.loads(blob)  # snapshots before the merge's points had three fields
         if version != self._version:
             log.warning("partition %d: snapshot of state version %s ignored (this code is %s); starting empty",
                         partition, version, self._version)
-            return Slot(partition, self._factory())
+            return Slot(partition, self._factory()), {}
         log.info("partition %d: state restored at offsets %s", partition, applied)
-        return Slot(partition, state, dict(applied), dict(applied))
+        return Slot(partition, state, dict(applied), dict(applied)), (rest[0] if rest else {})
 
 
 def _key(partition: int) -> bytes:

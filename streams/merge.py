@@ -9,7 +9,7 @@ has either sent something at least as late, or has been read up to its end (its 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -74,6 +74,22 @@ class EventTimeMerge(Generic[T]):
         while heap:
             out.append(heapq.heappop(heap)[4])
         return out
+
+    def resume_points(self) -> dict[Source, int]:
+        """Each source's newest time as of its last released item, for a snapshot: a restart that resumes from
+        them gives re-read items the places they had (one earlier than its source's newest waits behind it)."""
+        points = dict(self.newest_ns)
+        by_rank = {rank: source for source, rank in self.sources.items()}
+        for ts_ns, rank, *_ in self._heap:  # a held item's place is set by what its source released before it
+            source = by_rank[rank]
+            points[source] = min(points[source], ts_ns)
+        return points
+
+    def resume(self, points: Mapping[Source, int]) -> None:
+        """Continue from a snapshot's `resume_points`; sources this merge does not wait on are ignored."""
+        for source, ts_ns in points.items():
+            if source in self.sources and ts_ns > self.newest_ns[source]:
+                self._advance(source, ts_ns)
 
     def __len__(self) -> int:
         return len(self._heap)
