@@ -27,8 +27,9 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from agents import AGENTS
 from agents.app import FEATURE_INPUTS
 from bench import report
-from bench.worker import BareAgent, WorkerProcess
+from bench.worker import BareAgent
 from decision.features import FeatureEngine, MarketRecord
+from liqbot.children import WorkerProcess
 from liqbot.config import Settings
 from liqbot.data import BINANCE_CAPTURE, BYBIT_CAPTURE
 from liqbot.errors import LiqbotError

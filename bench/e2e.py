@@ -28,7 +28,8 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, Message, Producer, 
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from bench import percentile_ms, report
-from bench.worker import BareAgent, WorkerProcess
+from bench.worker import BareAgent
+from liqbot.children import WorkerProcess
 from liqbot.config import Settings
 from schemas.records import AvroRecord, FeatureVector, Liquidation, OrderIntent, Prediction
 from streams.clients import Clients

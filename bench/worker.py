@@ -1,9 +1,7 @@
-"""The processes the benchmarks start: a real `liqbot agents worker`, and a bare Faust agent to compare it with.
+"""The bare Faust agent the benchmarks compare the real worker (`liqbot.children.WorkerProcess`) with.
 
-The benchmarks run the real worker (the command an operator runs), not the agents in-process, so that its
-reader, the agents' producer and the process around them cost what they cost in production. The bare agent is
-Faust's own floor on the same broker (why the agents do not read through Faust's streams): one agent that does
-nothing with its messages but count them and time them.
+The bare agent is Faust's own floor on the same broker (why the agents do not read through Faust's streams): one
+agent that does nothing with its messages but count them and time them.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -22,80 +19,14 @@ from typing import Any
 
 import faust
 
+from liqbot.children import stop_child
 from liqbot.config import Settings
 from liqbot.data import REPO
 from liqbot.errors import LiqbotError
 
-__all__ = ["BareAgent", "WorkerProcess", "bare_agent"]
+__all__ = ["BareAgent", "bare_agent"]
 
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-
-
-def _stop(process: subprocess.Popen[bytes], sig: int) -> None:
-    """Signal a child and wait for it; one that is still alive after 30 s is killed."""
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-class WorkerProcess:
-    """One worker with its own home (its status file, Faust data and log); a context manager that stops it."""
-
-    def __init__(self, settings: Settings, home: Path, *options: str, models: Path | None = None,
-                 env: Mapping[str, str] | None = None, verbose: bool = False) -> None:
-        """`options` go to the worker's command line (`--live`, ...); `env` adds to the environment (API keys)."""
-        self.home = home
-        self.status_path = home / "agents" / "status.json"
-        environment = {**os.environ, "LIQBOT_TOPIC_PREFIX": settings.kafka.topic_prefix,
-                       "LIQBOT_PARTITIONS": str(settings.kafka.partitions), "LIQBOT_HOME": str(home), **(env or {})}
-        home.mkdir(parents=True, exist_ok=True)
-        self.log_path = home / "worker.log"
-        self._log = self.log_path.open("w")
-        extra = ["--models", str(models)] if models else []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "liqbot.cli", *(["-v"] if verbose else []), "agents", "worker", "--bootstrap",
-             settings.kafka.bootstrap_servers, "--registry", settings.serde.registry_url, *extra, *options],
-            cwd=REPO, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def status(self) -> dict[str, Any]:
-        """The newest status.json the worker wrote (every second), or an empty one before the first."""
-        try:
-            status: dict[str, Any] = json.loads(self.status_path.read_text())
-        except (FileNotFoundError, ValueError):
-            return {"partitions": [], "symbols": {}, "counts": {}, "applied": {}}
-        return status
-
-    def wait_for_partitions(self, partitions: int, timeout_s: float = 120.0) -> None:
-        """Until the worker owns all `partitions` (its agents are running and assigned)."""
-        deadline = time.monotonic() + timeout_s
-        while self.status()["partitions"] != list(range(partitions)):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise LiqbotError(f"the agents worker did not take its {partitions} partitions "
-                                  f"(exit code {self.process.poll()}); its log:\n{self.tail()}")
-            time.sleep(0.2)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the worker has used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Signal the worker and wait for it (killed after 30 s)."""
-        _stop(self.process, sig)
-        self._log.close()
-
-    def tail(self, lines: int = 40) -> str:
-        return "".join(self.log_path.read_text().splitlines(keepends=True)[-lines:])
-
-    def __enter__(self) -> WorkerProcess:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
 
 class BareAgent:
@@ -133,7 +64,7 @@ class BareAgent:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        _stop(self.process, signal.SIGTERM)
+        stop_child(self.process, signal.SIGTERM)
         self._log.close()
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from liqbot import stream_commands
+from liqbot import history_commands, stream_commands
 from liqbot.config import Settings
 from liqbot.data import REPO
 from liqbot.errors import LiqbotError
@@ -161,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     _platform_commands(sub, remote)
     _stream_commands(sub, remote)
     _agent_commands(sub, remote)
+    history_commands.add_commands(sub, remote)
     _dev_commands(sub, remote)
     _training_commands(sub)
     return parser

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from liqbot.errors import LiqbotError
 from schemas.records import DeadLetter
 from streams.metrics import DEAD_LETTERS
 from streams.producer import RecordProducer
@@ -24,9 +25,12 @@ class DeadLetterSink:
         self.count = 0
 
     def send(self, *, source: str, stage: str, error: BaseException, raw: bytes, key: bytes | None = None,
-             partition: int | None = None, offset: int | None = None, ts_recv_ns: int | None = None) -> DeadLetter:
+             partition: int | None = None, offset: int | None = None, ts_recv_ns: int | None = None,
+             error_type: str | None = None) -> DeadLetter:
+        """`error_type` names the failure when it is not the exception's class (the sink's column checks)."""
         letter = DeadLetter(
-            source=source, stage=stage, error=str(error), error_type=type(error).__name__, raw=raw, key=key,
+            source=source, stage=stage, error=str(error), error_type=error_type or type(error).__name__, raw=raw,
+            key=key,
             partition=partition, offset=offset, ts_recv_ns=ts_recv_ns, ts_dead_ns=time.time_ns(),
         )
         self._producer.send(self._topic, letter, key=source)
@@ -35,3 +39,9 @@ class DeadLetterSink:
         log.warning("dead letter: source=%s stage=%s partition=%s offset=%s error=%s (%d raw bytes)",
                     source, stage, partition, offset, letter.error, len(raw))
         return letter
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Waits until Kafka holds every dead letter sent; raises when it does not in time."""
+        left = self._producer.flush(timeout_s)
+        if left:
+            raise LiqbotError(f"{left} dead letters not acknowledged by Kafka within {timeout_s:.0f}s")

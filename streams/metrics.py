@@ -21,6 +21,10 @@ __all__ = [
     "RECORDS_CONSUMED",
     "RECORDS_PRODUCED",
     "SERDE_ERRORS",
+    "SINK_COMMITS",
+    "SINK_INSERT_SECONDS",
+    "SINK_RETRIES",
+    "SINK_ROWS",
     "HotCounter",
     "HotCounterChild",
     "HotHistogram",
@@ -126,3 +130,8 @@ EXCHANGE_TO_RECEIVE = HotHistogram("liqbot_exchange_to_receive_seconds", "Exchan
                                    ("venue",), buckets=_LATENCY_BUCKETS_S)
 RECEIVE_TO_PRODUCE = HotHistogram("liqbot_receive_to_produce_seconds", "Local receive to handed to the producer",
                                   ("venue",), buckets=_LATENCY_BUCKETS_S)
+SINK_ROWS = Counter("liqbot_sink_rows_total", "Rows the sink wrote to ClickHouse", ["table"])
+SINK_RETRIES = Counter("liqbot_sink_insert_retries_total", "Inserts ClickHouse refused or failed, retried")
+SINK_COMMITS = Counter("liqbot_sink_commits_total", "Offset commits after ClickHouse took the rows")
+SINK_INSERT_SECONDS = HotHistogram("liqbot_sink_insert_seconds", "One insert into ClickHouse, retries included",
+                                   ("table",), buckets=(*_LATENCY_BUCKETS_S, 5.0, 10.0, 30.0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Protocol
@@ -15,7 +16,7 @@ from schemas.records import RECORD_TYPES, ArmPrediction, AvroRecord, BookLevel
 from streams.avro import SerdeError, decode_body, encode_body
 from streams.registry import RegistryClient, RegistryError
 
-__all__ = ["ConfluentSerde", "Serde", "SerdeError", "SingleObjectSerde", "make_serde"]
+__all__ = ["ConfluentSerde", "Framed", "Serde", "SerdeError", "SingleObjectSerde", "make_serde"]
 
 _CONFLUENT_MAGIC = b"\x00"
 _SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -31,6 +32,19 @@ class Serde(Protocol):
         ...
 
     def decode(self, topic: str, payload: bytes) -> AvroRecord: ...
+
+    def writer(self, topic: str, payload: bytes) -> Framed:
+        """The schema a payload was written with and where its body starts, without decoding it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Framed:
+    """A payload's framing: the writer's schema, its schema id (registry id or fingerprint), the body offset."""
+
+    schema: AvroSchema
+    schema_id: int
+    body_offset: int
 
 
 def _to_record(writer: AvroSchema, payload: bytes, body_offset: int) -> AvroRecord:
@@ -96,14 +110,17 @@ class ConfluentSerde:
         return self._headers[key]
 
     def decode(self, topic: str, payload: bytes) -> AvroRecord:
+        framed = self.writer(topic, payload)
+        return _decode(self._decoders[framed.schema_id], framed.schema, payload, 5)
+
+    def writer(self, topic: str, payload: bytes) -> Framed:
         if len(payload) < 5 or payload[:1] != _CONFLUENT_MAGIC:
             raise SerdeError(
                 f"topic {topic}: payload does not start with the Confluent magic byte 0 "
                 f"(first bytes {payload[:5].hex() or 'none'})"
             )
         (schema_id,) = struct.unpack(">I", payload[1:5])
-        writer = self._writer(schema_id)
-        return _decode(self._decoders[schema_id], writer, payload, 5)
+        return Framed(self._writer(schema_id), schema_id, 5)
 
     def _writer(self, schema_id: int) -> AvroSchema:
         if schema_id not in self._writers:
@@ -134,6 +151,10 @@ class SingleObjectSerde:
         return _SINGLE_OBJECT_MAGIC + load_all()[schema].fingerprint
 
     def decode(self, topic: str, payload: bytes) -> AvroRecord:
+        writer = self.writer(topic, payload).schema
+        return _decode(self._decoders[writer.fingerprint], writer, payload, 10)
+
+    def writer(self, topic: str, payload: bytes) -> Framed:
         if len(payload) < 10 or payload[:2] != _SINGLE_OBJECT_MAGIC:
             raise SerdeError(
                 f"topic {topic}: payload is not Avro single-object encoded (first bytes {payload[:10].hex() or 'none'})"
@@ -141,7 +162,7 @@ class SingleObjectSerde:
         writer = self._by_fingerprint.get(payload[2:10])
         if writer is None:
             raise SerdeError(f"topic {topic}: unknown schema fingerprint {payload[2:10].hex()}")
-        return _decode(self._decoders[writer.fingerprint], writer, payload, 10)
+        return Framed(writer, int.from_bytes(payload[2:10], "little"), 10)
 
 
 def make_serde(settings: SerdeSettings) -> Serde:

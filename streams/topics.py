@@ -25,6 +25,7 @@ class TopicSpec:
     """A logical topic. `name` is unprefixed; `TopicRegistry.name()` gives the real one."""
 
     name: str
+    table: str  # the ClickHouse table that keeps its history (streams/history/migrations)
     schema: str
     key: str
     retention_ms: int
@@ -33,36 +34,37 @@ class TopicSpec:
 
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(name="market.trades", schema="liqbot.Trade", key="symbol", retention_ms=7 * _DAY_MS,
-              doc="Public trades."),
-    TopicSpec(name="market.liquidations", schema="liqbot.Liquidation", key="symbol", retention_ms=30 * _DAY_MS,
-              doc="Forced liquidations, side = liquidated position."),
-    TopicSpec(name="market.book", schema="liqbot.BookUpdate", key="symbol", retention_ms=2 * _DAY_MS,
-              doc="Order-book snapshots, deltas and resync markers."),
-    TopicSpec(name="market.top_of_book", schema="liqbot.TopOfBook", key="symbol", retention_ms=7 * _DAY_MS,
-              doc="Best bid/ask, mid and microprice after each book update."),
-    TopicSpec(name="market.tickers", schema="liqbot.Ticker", key="symbol", retention_ms=7 * _DAY_MS,
-              doc="Merged ticker: funding, open interest, mark and index price."),
-    TopicSpec(name="market.instruments", schema="liqbot.Instrument", key="symbol", retention_ms=-1,
-              cleanup_policy="compact", doc="Tick size, lot size, min order; latest per symbol."),
-    TopicSpec(name="market.open_interest", schema="liqbot.OpenInterest", key="symbol", retention_ms=90 * _DAY_MS,
-              doc="Open interest history (REST)."),
-    TopicSpec(name="market.funding", schema="liqbot.FundingRate", key="symbol", retention_ms=-1,
-              doc="Funding rates applied at funding times (REST); small and kept for good."),
-    TopicSpec(name="features", schema="liqbot.FeatureVector", key="symbol", retention_ms=7 * _DAY_MS,
-              doc="Feature vectors in event time."),
-    TopicSpec(name="predictions", schema="liqbot.Prediction", key="symbol", retention_ms=30 * _DAY_MS,
-              doc="Per-arm expected net return and fill probability."),
-    TopicSpec(name="orders.intents", schema="liqbot.OrderIntent", key="symbol", retention_ms=90 * _DAY_MS,
-              doc="Orders that passed every risk rule."),
-    TopicSpec(name="orders.cancels", schema="liqbot.OrderCancel", key="symbol", retention_ms=90 * _DAY_MS,
+    TopicSpec(name="market.trades", table="trades", schema="liqbot.Trade", key="symbol",
+              retention_ms=7 * _DAY_MS, doc="Public trades."),
+    TopicSpec(name="market.liquidations", table="liquidations", schema="liqbot.Liquidation", key="symbol",
+              retention_ms=30 * _DAY_MS, doc="Forced liquidations, side = liquidated position."),
+    TopicSpec(name="market.book", table="book_updates", schema="liqbot.BookUpdate", key="symbol",
+              retention_ms=2 * _DAY_MS, doc="Order-book snapshots, deltas and resync markers."),
+    TopicSpec(name="market.top_of_book", table="top_of_book", schema="liqbot.TopOfBook", key="symbol",
+              retention_ms=7 * _DAY_MS, doc="Best bid/ask, mid and microprice after each book update."),
+    TopicSpec(name="market.tickers", table="tickers", schema="liqbot.Ticker", key="symbol",
+              retention_ms=7 * _DAY_MS, doc="Merged ticker: funding, open interest, mark and index price."),
+    TopicSpec(name="market.instruments", table="instruments", schema="liqbot.Instrument", key="symbol",
+              retention_ms=-1, cleanup_policy="compact", doc="Tick size, lot size, min order; latest per symbol."),
+    TopicSpec(name="market.open_interest", table="open_interest", schema="liqbot.OpenInterest", key="symbol",
+              retention_ms=90 * _DAY_MS, doc="Open interest history (REST)."),
+    TopicSpec(name="market.funding", table="funding_rates", schema="liqbot.FundingRate", key="symbol",
+              retention_ms=-1, doc="Funding rates applied at funding times (REST); small and kept for good."),
+    TopicSpec(name="features", table="feature_vectors", schema="liqbot.FeatureVector", key="symbol",
+              retention_ms=7 * _DAY_MS, doc="Feature vectors in event time."),
+    TopicSpec(name="predictions", table="predictions", schema="liqbot.Prediction", key="symbol",
+              retention_ms=30 * _DAY_MS, doc="Per-arm expected net return and fill probability."),
+    TopicSpec(name="orders.intents", table="order_intents", schema="liqbot.OrderIntent", key="symbol",
+              retention_ms=90 * _DAY_MS, doc="Orders that passed every risk rule."),
+    TopicSpec(name="orders.cancels", table="order_cancels", schema="liqbot.OrderCancel", key="symbol",
+              retention_ms=90 * _DAY_MS,
               doc="Cancel requests from the risk rules (dead-man, kill switch, halt, breaker)."),
-    TopicSpec(name="orders.events", schema="liqbot.OrderEvent", key="symbol", retention_ms=90 * _DAY_MS,
-              doc="Accepted, rejected, filled, cancelled, expired."),
-    TopicSpec(name="positions", schema="liqbot.Position", key="symbol", retention_ms=90 * _DAY_MS,
-              doc="Position and PnL after each change."),
-    TopicSpec(name="deadletter", schema="liqbot.DeadLetter", key="source", retention_ms=30 * _DAY_MS,
-              doc="Raw input that failed parse, validation or decode, with the reason."),
+    TopicSpec(name="orders.events", table="order_events", schema="liqbot.OrderEvent", key="symbol",
+              retention_ms=90 * _DAY_MS, doc="Accepted, rejected, filled, cancelled, expired."),
+    TopicSpec(name="positions", table="positions", schema="liqbot.Position", key="symbol",
+              retention_ms=90 * _DAY_MS, doc="Position and PnL after each change."),
+    TopicSpec(name="deadletter", table="dead_letters", schema="liqbot.DeadLetter", key="source",
+              retention_ms=30 * _DAY_MS, doc="Raw input that failed parse, validation or decode, with the reason."),
 )
 
 

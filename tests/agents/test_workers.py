@@ -24,9 +24,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from agents.app import FEATURE_INPUTS
-from bench.worker import WorkerProcess as Worker
 from decision.features import FeatureEngine
 from decision.scoring import Scorer
+from liqbot.children import WorkerProcess as Worker
 from liqbot.config import Settings
 from liqbot.data import BINANCE_CAPTURE, BYBIT_CAPTURE
 from schemas.records import AvroRecord, Instrument, Liquidation, OrderEvent, Trade

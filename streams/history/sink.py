@@ -1,0 +1,202 @@
+"""Kafka to ClickHouse, every record exactly once: insert first, commit after, skip on re-delivery what landed.
+
+docs/history.md gives the design and why it differs from ClickHouse's Kafka Connect sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from clickhouse_connect.driver.client import Client
+from confluent_kafka import Consumer, KafkaException, Message, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient
+from tenacity import RetryCallState, Retrying, stop_when_event_set, wait_exponential
+
+from liqbot.config import Settings
+from streams.avro import SerdeError
+from streams.deadletter import DeadLetterSink
+from streams.history.batch import Rejected, TableBatch, build
+from streams.history.landed import Resume, landed_ranges, resume
+from streams.metrics import SINK_COMMITS, SINK_INSERT_SECONDS, SINK_RETRIES, SINK_ROWS
+from streams.serde import Serde
+from streams.topics import TopicRegistry
+
+__all__ = ["SinkConfig", "SinkCounts", "TableSink"]
+
+log = logging.getLogger(__name__)
+
+_OFFSET_INVALID = -1001
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkConfig:
+    """A batch is written when it holds `batch_rows` records or its oldest waited `batch_ms`."""
+
+    group_id: str = "liqbot-sink"
+    batch_rows: int = 100_000
+    batch_ms: int = 200
+    retry_max_s: float = 10.0
+    idle_exit_s: float | None = None  # return once nothing arrived for this long (a bounded run: tests, main job)
+
+
+@dataclass
+class SinkCounts:
+    rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    dead_letters: int = 0
+    skipped: int = 0
+    inserts: int = 0
+    retries: int = 0
+    waiting: str | None = None  # what the sink waits for, while it does
+
+
+class TableSink:
+    """Consumes every topic of the registry into its table; `run` returns when `stop` is set."""
+
+    def __init__(self, settings: Settings, serde: Serde, client: Client, dead_letters: DeadLetterSink,
+                 config: SinkConfig = SinkConfig()) -> None:
+        self._settings, self._serde, self._client, self._dead = settings, serde, client, dead_letters
+        self._config = config
+        self._topics = TopicRegistry(settings.kafka)
+        self._tables = {self._topics.name(s): s.table for s in self._topics.specs}
+        self._ids = self._topic_ids(list(self._tables))
+        self._resume: dict[tuple[str, int], Resume] = {}
+        self._pending: list[Message] = []
+        self._oldest = 0.0
+        self.counts = SinkCounts()
+        self.stop = threading.Event()
+        self._consumer = Consumer({
+            "bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": config.group_id,
+            "client.id": f"{settings.kafka.client_id}-sink", "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 20,  # a quiet partition must not hold a batch back (freshness)
+        })
+
+    def _topic_ids(self, names: list[str]) -> dict[str, str]:
+        """Each topic's id: offsets restart when a topic is re-created, its id does not stay the same."""
+        admin = AdminClient({"bootstrap.servers": self._settings.kafka.bootstrap_servers})
+        described = admin.describe_topics(TopicCollection(names))
+        return {name: str(future.result(timeout=30).topic_id) for name, future in described.items()}
+
+    def run(self, on_progress: Callable[[SinkCounts], None] | None = None, progress_s: float = 5.0) -> None:
+        self._consumer.subscribe(list(self._tables), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        last_report = self._last_record = time.monotonic()
+        try:
+            while not self.stop.is_set() and not self._idle():
+                self._poll()
+                if self._pending and (len(self._pending) >= self._config.batch_rows
+                                      or time.monotonic() - self._oldest >= self._config.batch_ms / 1000):
+                    self.flush()
+                if on_progress is not None and time.monotonic() - last_report >= progress_s:
+                    on_progress(self.counts)
+                    last_report = time.monotonic()
+            self.flush()
+        finally:
+            self._consumer.close()
+
+    def _idle(self) -> bool:
+        idle = self._config.idle_exit_s
+        return idle is not None and not self._pending and time.monotonic() - self._last_record >= idle
+
+    def _poll(self) -> None:
+        room = max(1, self._config.batch_rows - len(self._pending))
+        wait = self._config.batch_ms / 1000 if not self._pending else max(
+            0.0, self._oldest + self._config.batch_ms / 1000 - time.monotonic())
+        messages = self._consumer.consume(num_messages=min(room, 100_000), timeout=wait)
+        good = [m for m in messages if m.error() is None]
+        if len(good) != len(messages):
+            for m in messages:
+                if m.error() is not None:
+                    raise KafkaException(m.error())
+        if self._resume and any(r.skip for r in self._resume.values()):
+            before = len(good)
+            good = [m for m in good if not self._landed(m)]
+            self.counts.skipped += before - len(good)
+        if messages:
+            self._last_record = time.monotonic()
+        if good and not self._pending:
+            self._oldest = time.monotonic()
+        self._pending.extend(good)
+
+    def _landed(self, m: Message) -> bool:
+        known = self._resume.get((m.topic() or "", m.partition() or 0))
+        return known is not None and known.landed(m.offset() or 0)
+
+    def flush(self) -> None:
+        """Writes what is pending, then commits it; nothing is committed that is not in ClickHouse."""
+        if not self._pending:
+            return
+        by_topic: dict[str, list[Message]] = defaultdict(list)
+        for m in self._pending:
+            by_topic[m.topic() or ""].append(m)
+        for topic, messages in by_topic.items():
+            batches, rejected = build(self._serde, self._tables[topic], topic, self._ids[topic], messages)
+            for batch in batches:
+                self._insert(batch)
+            self._dead_letter(rejected)
+        self._dead.flush()  # a dead letter is safe before its offset is committed
+        self._commit(self._pending)
+        self._pending = []
+
+    def _insert(self, batch: TableBatch) -> None:
+        started = time.perf_counter()
+        for attempt in Retrying(wait=wait_exponential(multiplier=0.1, max=self._config.retry_max_s),
+                                stop=stop_when_event_set(self.stop), before_sleep=self._waiting, reraise=True):
+            with attempt:
+                self._client.insert_arrow(batch.table, batch.rows,
+                                          settings={"insert_deduplication_token": batch.token})
+        if self.counts.waiting is not None:
+            log.warning("ClickHouse takes inserts again; %s written", batch.table)
+            self.counts.waiting = None
+        self.counts.rows[batch.table] += batch.rows.num_rows
+        self.counts.inserts += 1
+        SINK_ROWS.labels(batch.table).inc(batch.rows.num_rows)
+        SINK_INSERT_SECONDS.labels(batch.table).observe(time.perf_counter() - started)
+
+    def _waiting(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        self.counts.retries += 1
+        self.counts.waiting = f"ClickHouse to take an insert ({type(error).__name__}: {str(error)[:300]})"
+        SINK_RETRIES.inc()
+        log.warning("waiting for %s; attempt %d, next in %.1fs; nothing is committed meanwhile",
+                    self.counts.waiting, state.attempt_number, state.upcoming_sleep)
+
+    def _dead_letter(self, rejected: list[Rejected]) -> None:
+        for r in rejected:
+            m = r.message
+            self._dead.send(source=m.topic() or "", stage="sink", error=SerdeError(r.reason), error_type=r.error_type,
+                            raw=m.value() or b"", key=m.key(), partition=m.partition(), offset=m.offset())
+        self.counts.dead_letters += len(rejected)
+
+    def _commit(self, messages: list[Message]) -> None:
+        ends: dict[tuple[str, int], int] = {}
+        for m in messages:
+            ends[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
+        try:
+            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()],
+                                  asynchronous=False)
+            SINK_COMMITS.inc()
+        except KafkaException as exc:  # a rebalance took the partitions: the next owner skips what landed
+            log.warning("commit failed (%s); the rows are in ClickHouse and will not be written twice", exc)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = consumer.committed(partitions, timeout=30)
+        for tp in committed:
+            since = tp.offset if tp.offset >= 0 else consumer.get_watermark_offsets(tp, timeout=30)[0]
+            ranges = landed_ranges(self._client, self._tables[tp.topic], self._ids[tp.topic], tp.partition, since)
+            plan = self._resume[(tp.topic, tp.partition)] = resume(since, ranges)
+            if plan.start != since or plan.skip:
+                log.info("%s[%d]: committed %d, ClickHouse holds %s past it; reading from %d", tp.topic,
+                         tp.partition, since, ranges, plan.start)
+            tp.offset = plan.start
+        consumer.assign(committed)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.flush()
+        for tp in partitions:
+            self._resume.pop((tp.topic, tp.partition), None)
+
