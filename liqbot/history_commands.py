@@ -47,8 +47,8 @@ def sink(args: argparse.Namespace, settings: Settings) -> int:
         from prometheus_client import start_http_server
 
         start_http_server(args.metrics_port, addr="127.0.0.1")
-    config = SinkConfig(group_id=args.group, batch_rows=args.batch_rows, batch_ms=args.batch_ms,
-                        idle_exit_s=args.until_idle)
+    config = SinkConfig(group_id=args.group, instance_id=args.instance, batch_rows=args.batch_rows,
+                        batch_ms=args.batch_ms, idle_exit_s=args.until_idle)
     table_sink = TableSink(clients.settings, clients.serde, client, clients.dead_letters, config)
     server = QueryServer(client, store, args.sql_port) if store.url is None else None
     if server is not None:
@@ -86,6 +86,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], remot
     snk = sub.add_parser("sink", parents=[remote, where],
                          help="every topic into its ClickHouse table, exactly once (docs/history.md)")
     snk.add_argument("--group", default="liqbot-sink", help="consumer group (default: %(default)s)")
+    snk.add_argument("--instance", default="sink-1",
+                     help="static member id in the group: give each sink of one group its own (%(default)s)")
     snk.add_argument("--batch-rows", type=int, default=100_000, help="write when this many wait (%(default)s)")
     snk.add_argument("--batch-ms", type=int, default=200, help="or when the oldest waited this long (%(default)s)")
     snk.add_argument("--sql-port", type=int, default=0, help="SQL endpoint on 127.0.0.1 (default: a free port)")

@@ -15,10 +15,11 @@ __all__ = [
     "columns_of",
 ]
 
-# Venue decimals are text on the wire; Decimal(38, 12) holds every tick and lot size Bybit lists (finest 1e-8)
-# exactly and leaves 14 integer digits for a price x size product (scale 24 of 38), so notional is exact too.
+# Venue decimals are text on the wire, kept exact. Decimal(38, 18) holds all the real captures carry: Bybit lists
+# tick sizes of 1e-13 (BABYDOGEUSDT) and max order sizes such as 1.0977000000000001 (16 places, a float printed).
+# Products need `multiplyDecimal(price, size, 18)` or floats: plain `*` adds the scales (36) and overflows.
 DECIMAL_PRECISION = 38
-DECIMAL_SCALE = 12
+DECIMAL_SCALE = 18
 
 # String fields that carry venue decimals (price, size, rates); every other string stays a string.
 DECIMAL_FIELDS = frozenset({

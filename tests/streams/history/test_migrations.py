@@ -67,10 +67,10 @@ def test_a_new_avsc_field_without_a_migration_is_caught(client: Client) -> None:
 def test_tables_keep_prices_exact_times_in_ns_and_dedup_retries(client: Client) -> None:
     apply_migrations(client)
     trades = _table_columns(client, "trades")
-    assert trades["price"] == "Decimal(38, 12)" and trades["ts_event_ns"] == "DateTime64(9, 'UTC')"
+    assert trades["price"] == "Decimal(38, 18)" and trades["ts_event_ns"] == "DateTime64(9, 'UTC')"
     assert trades["taker_side"] == "LowCardinality(String)" and trades["symbol"] == "LowCardinality(String)"
     book = _table_columns(client, "book_updates")
-    assert book["bids.price"] == "Array(Decimal(38, 12))" and book["asks.size"] == "Array(Decimal(38, 12))"
+    assert book["bids.price"] == "Array(Decimal(38, 18))" and book["asks.size"] == "Array(Decimal(38, 18))"
     assert _table_columns(client, "predictions")["arms.fill_probability"] == "Array(Float64)"
     settings = client.query("SELECT engine_full FROM system.tables WHERE name = 'trades'").result_rows[0][0]
     assert "PARTITION BY toDate(ts_event_ns)" in settings
