@@ -76,8 +76,10 @@ class RecordProducer:
         """The serde's bytes before an Avro body of `schema` on `topic` (bodies the compiled ingest path encoded)."""
         return self._serde.header(topic, schema)
 
-    def send_raw(self, topic: str, value: bytes, key: str | bytes | None, headers: Headers | None = None) -> None:
-        """Enqueue bytes as they are (dead letters, bodies the compiled ingest path encoded, benchmarks)."""
+    def send_raw(self, topic: str, value: bytes | None, key: str | bytes | None,
+                 headers: Headers | None = None) -> None:
+        """Enqueue bytes as they are (dead letters, bodies the compiled ingest path encoded, benchmarks; None is a
+        tombstone)."""
         try:
             if headers is None:
                 self._producer.produce(topic, value, key)
@@ -90,7 +92,7 @@ class RecordProducer:
             self._polled_ns = now_ns
             self._producer.poll(0)
 
-    def _retry_produce(self, topic: str, value: bytes, key: str | bytes | None, headers: Headers | None) -> None:
+    def _retry_produce(self, topic: str, value: bytes | None, key: str | bytes | None, headers: Headers | None) -> None:
         """The local queue is full: serve callbacks and retry, with backoff."""
         for attempt in self._retry:
             with attempt:
