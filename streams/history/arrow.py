@@ -18,10 +18,11 @@ from streams.history.columns import DECIMAL_PRECISION, DECIMAL_SCALE, Column, co
 
 __all__ = ["ColumnValueError", "DecodedBatch", "check_decimal", "check_time", "decode_batch", "decode_batch_python"]
 
-_DECIMAL = re.compile(r"[+-]?(\d*)(?:\.(\d*))?")
+_DECIMAL = re.compile(r"[+-]?([0-9]*)(?:\.([0-9]*))?")
 _INTEGER_DIGITS = DECIMAL_PRECISION - DECIMAL_SCALE
 # DateTime64(9)'s range: 1900-01-01 to the end of int64 nanoseconds (2262-04-11).
 TIME_MIN_NS = -2_208_988_800 * 1_000_000_000
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
 class ColumnValueError(SerdeError):
@@ -29,7 +30,7 @@ class ColumnValueError(SerdeError):
 
 
 def check_decimal(path: str, text: str) -> Decimal:
-    """The exact Decimal of venue text, or an error naming the field when Decimal(38, 12) cannot hold it."""
+    """The exact Decimal of venue text, or an error naming the field when Decimal(38, 18) cannot hold it."""
     match = _DECIMAL.fullmatch(text)
     if match is None or not (match.group(1) or match.group(2)):
         raise ColumnValueError(f"field {path}: '{text}' is not a decimal number", field=path)
@@ -44,6 +45,7 @@ def check_decimal(path: str, text: str) -> Decimal:
 
 
 def check_time(path: str, ns: int) -> int:
+    """`ns` when DateTime64(9) can hold it (Avro's long already bounds it above)."""
     if ns < TIME_MIN_NS:
         raise ColumnValueError(f"field {path}: {ns} ns is outside DateTime64(9)'s range 1900-01-01 .. 2262-04-11",
                           field=path)
@@ -66,19 +68,31 @@ def _value(column: Column, path: str, value: Any) -> Any:
         return check_decimal(path, value)
     if column.kind == "time":
         return check_time(path, value)
+    if column.kind == "int" and not _INT32_MIN <= value <= _INT32_MAX:
+        raise ColumnValueError(f"field {path}: {value} is outside Int32's range", field=path)
     return value
 
 
 def _row(columns: Sequence[Column], datum: dict[str, Any]) -> list[Any]:
-    out = []
-    for column in columns:
-        name = column.path[0]
+    """One row's column values, checked in the order Avro lays them out (the compiled decoder's order)."""
+    out: list[Any] = []
+    i = 0
+    while i < len(columns):
+        column, name = columns[i], columns[i].path[0]
         if len(column.path) == 2:
-            out.append([_value(column, f"{name}.{column.path[1]}", item[column.path[1]]) for item in datum[name]])
-        elif column.array:
+            group = [c for c in columns[i:] if c.path[0] == name]
+            lists: list[list[Any]] = [[] for _ in group]
+            for item in datum[name]:
+                for values, sub in zip(lists, group, strict=True):
+                    values.append(_value(sub, f"{name}.{sub.path[1]}", item[sub.path[1]]))
+            out.extend(lists)
+            i += len(group)
+            continue
+        if column.array:
             out.append([_value(column, name, item) for item in datum[name]])
         else:
             out.append(_value(column, name, datum[name]))
+        i += 1
     return out
 
 
@@ -109,8 +123,7 @@ def _compiled(schema: str) -> ColumnDecoder:
     return ColumnDecoder(load_all()[schema].text, decimals, times, DECIMAL_SCALE, TIME_MIN_NS)
 
 
-def _array(column: Column, length: int, null_count: int, buffers: list[bytes | None],
-           child: tuple[int, int, list[bytes | None], None] | None) -> pa.Array:
+def _array(column: Column, length: int, null_count: int, buffers: list[bytes | None], child: Any) -> pa.Array:
     arrow = column.arrow_type
     wrapped = [None if b is None else pa.py_buffer(b) for b in buffers]
     if child is None:

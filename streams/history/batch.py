@@ -91,7 +91,8 @@ def build(serde: Serde, table: str, topic: str, topic_id: str,
     batches = []
     for framed, group in _framed(serde, topic, messages, rejected):
         decoded = decode_batch(framed.schema, [m.value() or b"" for m in group], framed.body_offset)
-        rejected.extend(Rejected(group[i], reason, "ColumnValueError") for i, reason in decoded.bad)
+        rejected.extend(Rejected(group[i], reason, "ColumnValueError" if reason.startswith("field ") else "SerdeError")
+                        for i, reason in decoded.bad)
         good = group if not decoded.bad else [group[i] for i in decoded.good]
         if not good:
             continue

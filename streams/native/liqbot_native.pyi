@@ -96,3 +96,15 @@ class RecordDecoder:
         """`schema`: its JSON text; `classes`: every record's full name to the class that holds it."""
     def decode(self, payload: bytes, offset: int) -> Any:
         """The record in `payload[offset:]`; ValueError when it is not exactly one body of this schema."""
+
+_RawColumn = tuple[int, int, list[bytes | None], Any]
+
+@final
+class ColumnDecoder:
+    """One Avro schema compiled to a decoder of whole batches into Arrow column buffers."""
+
+    def __init__(self, schema: str, decimal_fields: list[str], time_fields: list[str], scale: int,
+                 time_min_ns: int) -> None:
+        """`decimal_fields`/`time_fields`: dotted paths checked against Decimal(38, `scale`) and DateTime64(9)."""
+    def decode(self, payloads: list[bytes], offset: int) -> tuple[list[_RawColumn], list[tuple[int, str]]]:
+        """Columns of the good rows (length, nulls, buffers, child) and, per bad row, its index and reason."""

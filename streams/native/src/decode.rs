@@ -133,10 +133,7 @@ impl<'py> Compiler<'py, '_> {
         let name = map.get("name").and_then(Value::as_str).ok_or_else(|| invalid("a record without a name".into()))?;
         let ns = map.get("namespace").and_then(Value::as_str).unwrap_or(namespace).to_string();
         let full = Self::full_name(name, &ns);
-        let cls = self
-            .classes
-            .get_item(&full)?
-            .ok_or_else(|| invalid(format!("no class for record {full}")))?;
+        let cls = self.classes.get_item(&full)?.ok_or_else(|| invalid(format!("no class for record {full}")))?;
         let new = cls.getattr("__new__")?;
         let index = self.records.len();
         self.records.push(Record { cls: cls.unbind(), new: new.unbind(), fields: Vec::new() });
@@ -226,7 +223,8 @@ impl RecordDecoder {
             }
             Node::String => {
                 let n = reader.length()?;
-                let text = std::str::from_utf8(reader.take(n)?).map_err(|_| invalid("a string that is not UTF-8".into()))?;
+                let text =
+                    std::str::from_utf8(reader.take(n)?).map_err(|_| invalid("a string that is not UTF-8".into()))?;
                 PyString::new(py, text).into_any().unbind()
             }
             Node::Enum(symbols) => {

@@ -10,11 +10,14 @@
 //! top of book and RESYNC markers as Avro bodies; `streams/orderbook.py` is its Python face.
 //!
 //! Records (`decode.rs`): Avro bodies back to the project's record objects, for the consumers' hot path.
+//!
+//! Columns (`columns.rs`): Avro bodies straight into Arrow buffers, for the ClickHouse sink.
 
 mod avro;
 mod binance;
 mod book;
 mod bybit;
+mod columns;
 mod decode;
 mod json;
 
@@ -336,6 +339,7 @@ fn liqbot_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyBook>()?;
     module.add_class::<PyBookBuilder>()?;
     module.add_class::<decode::RecordDecoder>()?;
+    module.add_class::<columns::ColumnDecoder>()?;
     module.add_function(wrap_pyfunction!(binance_hot, module)?)?;
     module.add_function(wrap_pyfunction!(bybit_hot, module)?)
 }
