@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import urllib.error
 import urllib.parse
@@ -22,7 +23,7 @@ from clickhouse_connect.driver.client import Client
 from liqbot.errors import LiqbotError
 from streams.history.store import StoreSettings, connect
 
-__all__ = ["FORMATS", "QueryServer", "endpoint_file", "run_query"]
+__all__ = ["FORMATS", "QueryServer", "answer", "endpoint_file", "run_query"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(400, b"empty query: POST it as the body, or GET ?query=\n")
             return
         try:
-            out = self.server.client.raw_query(sql, fmt=fmt)
+            out = answer(self.server.client, sql, fmt)
         except Exception as exc:  # ClickHouse's own message is the answer, as a server gives it
             self._reply(500, f"{exc}\n".encode())
             return
@@ -104,6 +105,17 @@ class QueryServer:
         self._server.server_close()
 
 
+_RESULTS = re.compile(r"\s*(\(\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS|CHECK)\b", re.IGNORECASE)
+
+
+def answer(client: Client, sql: str, fmt: str) -> bytes:
+    """A query's result in `fmt`; a statement (ALTER, DELETE, INSERT ... SELECT) has none, as with a server."""
+    if _RESULTS.match(sql):
+        return bytes(client.raw_query(sql, fmt=fmt))
+    client.command(sql)
+    return b""
+
+
 def _running_sink(store: StoreSettings) -> str | None:
     path = endpoint_file(store)
     if not path.exists():
@@ -122,7 +134,7 @@ def run_query(store: StoreSettings, sql: str, fmt: str) -> bytes:
     if url is None:
         client = connect(store)
         try:
-            return bytes(client.raw_query(sql, fmt=fmt))
+            return answer(client, sql, fmt)
         except Exception as exc:
             raise LiqbotError(str(exc).strip()) from exc
         finally:

@@ -70,10 +70,13 @@ class TableSink:
         self._resume: dict[tuple[str, int], Resume] = {}
         self._pending: list[Message] = []
         self._oldest = 0.0
+        self._callback_error: BaseException | None = None
         self.counts = SinkCounts()
         self.stop = threading.Event()
         self._consumer = Consumer({
-            "bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": config.group_id,
+            # prefixed like the topics: each namespace (a test's, a replay run's) has its own group
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": settings.kafka.topic_prefix + config.group_id,
             "group.instance.id": config.instance_id,
             "client.id": f"{settings.kafka.client_id}-sink", "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "isolation.level": "read_committed",
@@ -111,6 +114,8 @@ class TableSink:
         wait = self._config.batch_ms / 1000 if not self._pending else max(
             0.0, self._oldest + self._config.batch_ms / 1000 - time.monotonic())
         messages = self._consumer.consume(num_messages=min(room, 100_000), timeout=wait)
+        if self._callback_error is not None:
+            raise self._callback_error
         good = [m for m in messages if m.error() is None]
         if len(good) != len(messages):
             for m in messages:
@@ -188,6 +193,12 @@ class TableSink:
             log.warning("commit failed (%s); the rows are in ClickHouse and will not be written twice", exc)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            self._assign(consumer, partitions)
+        except BaseException as exc:  # confluent-kafka garbles what a callback raises: re-raised after the poll
+            self._callback_error = exc
+
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         committed = consumer.committed(partitions, timeout=30)
         for tp in committed:
             since = self._since(consumer, tp)
@@ -214,6 +225,12 @@ class TableSink:
         return earliest
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            self._revoke(partitions)
+        except BaseException as exc:
+            self._callback_error = exc
+
+    def _revoke(self, partitions: list[TopicPartition]) -> None:
         self.flush()
         for tp in partitions:
             self._resume.pop((tp.topic, tp.partition), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from liqbot.children import SinkProcess
 from liqbot.config import Settings
-from streams.history.query import run_query
+from streams.history.query import endpoint_file, run_query
 from streams.history.store import StoreSettings
 
 
@@ -27,12 +28,35 @@ class HistoryStore:
 
     def rows(self, sql: str) -> list[list[Any]]:
         """The result rows (JSON values; Decimals as text, `toString` them for exact comparisons)."""
-        store = StoreSettings(path=self.home / "clickhouse", url=self.url)
-        out = run_query(store, sql, "JSONCompactEachRow")
+        if self.url is None and not endpoint_file(self.settings).exists():
+            # opening chDB here would lock the store against the next sink (one process per directory)
+            raise AssertionError(f"no running sink serves SQL on {self.home}: {sql}")
+        out = run_query(self.settings, sql, "JSONCompactEachRow")
         return [json.loads(line) for line in out.decode().splitlines() if line]
 
     def sink(self, settings: Settings, *options: str) -> SinkProcess:
-        return SinkProcess(settings, self.home, *self.sink_options, *options)
+        """A running `liqbot sink`, once it answers SQL (before that, a query here would take chDB's lock)."""
+        process = SinkProcess(settings, self.home, *self.sink_options, *options)
+        deadline = time.monotonic() + 120
+        while self.url is None and not endpoint_file(self.settings).exists():
+            if process.process.poll() is not None or time.monotonic() > deadline:
+                process.stop()
+                raise AssertionError(f"the sink did not start serving SQL; its log:\n{process.tail()}")
+            time.sleep(0.1)
+        return process
+
+    @property
+    def settings(self) -> StoreSettings:
+        return StoreSettings(path=self.home / "clickhouse", url=self.url)
+
+    def wait(self, sql: str, expected: int, sink: SinkProcess, timeout_s: float = 120.0) -> int:
+        """Polls `sql` (one count) until it reaches `expected`; fails with the sink's log when it does not."""
+        deadline = time.monotonic() + timeout_s
+        while (got := int(self.rows(sql)[0][0])) < expected:
+            if sink.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{sql}: {got} of {expected}; the sink's log:\n{sink.tail()}")
+            time.sleep(0.2)
+        return got
 
 
 @pytest.fixture(params=["chdb"])
