@@ -205,8 +205,8 @@ class TableSink:
             ranges = landed_ranges(self._client, self._tables[tp.topic], self._ids[tp.topic], tp.partition, since)
             plan = self._resume[(tp.topic, tp.partition)] = resume(since, ranges)
             if plan.start != since or plan.skip:
-                log.info("%s[%d]: committed %d, ClickHouse holds %s past it; reading from %d", tp.topic,
-                         tp.partition, since, ranges, plan.start)
+                log.warning("%s[%d]: from offset %d ClickHouse holds %s already; reading from %d", tp.topic,
+                            tp.partition, since, ranges, plan.start)
             tp.offset = plan.start
         consumer.assign(committed)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ class HistoryStore:
 
     def rows(self, sql: str) -> list[list[Any]]:
         """The result rows (JSON values; Decimals as text, `toString` them for exact comparisons)."""
-        if self.url is None and not endpoint_file(self.settings).exists():
+        if self.url is None and self._serving() is None:
             # opening chDB here would lock the store against the next sink (one process per directory)
             raise AssertionError(f"no running sink serves SQL on {self.home}: {sql}")
         out = run_query(self.settings, sql, "JSONCompactEachRow")
@@ -38,12 +39,21 @@ class HistoryStore:
         """A running `liqbot sink`, once it answers SQL (before that, a query here would take chDB's lock)."""
         process = SinkProcess(settings, self.home, *self.sink_options, *options)
         deadline = time.monotonic() + 120
-        while self.url is None and not endpoint_file(self.settings).exists():
+        while self.url is None and self._serving() != process.process.pid:
             if process.process.poll() is not None or time.monotonic() > deadline:
                 process.stop()
                 raise AssertionError(f"the sink did not start serving SQL; its log:\n{process.tail()}")
             time.sleep(0.1)
         return process
+
+    def _serving(self) -> int | None:
+        """The pid of the live sink serving SQL on this store (a killed one leaves its file behind)."""
+        try:
+            pid = int(json.loads(endpoint_file(self.settings).read_text())["pid"])
+            os.kill(pid, 0)
+        except (FileNotFoundError, ProcessLookupError, json.JSONDecodeError):
+            return None
+        return pid
 
     @property
     def settings(self) -> StoreSettings:
