@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -66,7 +67,7 @@ class RecordProducer:
         """Encode and enqueue; encoding errors raise `SerdeError` before anything is sent."""
         self.send_raw(topic, self._serde.encode(topic, record), key, headers)
 
-    def send_all(self, items: list[tuple[str, AvroRecord, str | bytes]]) -> None:
+    def send_all(self, items: Sequence[tuple[str, AvroRecord, str | bytes]]) -> None:
         """(topic, record, key) triples: all are encoded before any is sent, so a bad one sends nothing."""
         payloads = [(topic, self._serde.encode(topic, record), key) for topic, record, key in items]
         for topic, value, key in payloads:
