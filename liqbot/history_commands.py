@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from streams.history.sink import SinkCounts
     from streams.history.store import StoreSettings
 
-__all__ = ["add_commands", "sink", "sql"]
+__all__ = ["add_commands", "sink", "sql", "store_options"]
 
 
 def store_settings(args: argparse.Namespace, settings: Settings) -> StoreSettings:
@@ -78,11 +78,20 @@ def sql(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], remote: argparse.ArgumentParser) -> None:
+def store_options() -> argparse.ArgumentParser:
+    """--clickhouse-url, for every command that reads or writes the history."""
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--clickhouse-url", metavar="URL",
                        help="a ClickHouse server, http(s)://user@host:8123/database (password from "
                             "LIQBOT_CLICKHOUSE_PASSWORD); default: embedded chDB in $LIQBOT_HOME/clickhouse")
+    return where
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], remote: argparse.ArgumentParser) -> None:
+    from liqbot import pipeline_command
+
+    where = store_options()
+    pipeline_command.add_command(sub, remote, where)
     snk = sub.add_parser("sink", parents=[remote, where],
                          help="every topic into its ClickHouse table, exactly once (docs/history.md)")
     snk.add_argument("--group", default="liqbot-sink", help="consumer group (default: %(default)s)")

@@ -12,8 +12,9 @@ from pathlib import Path
 from liqbot.config import Settings
 
 
-def _liqbot(settings: Settings | None, *args: str, prefix: str = "") -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+def _liqbot(settings: Settings | None, *args: str, prefix: str = "",
+            home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"LIQBOT_HOME": str(home)} if home else {})}
     if settings is not None:
         env["LIQBOT_TOPIC_PREFIX"] = prefix or f"cli{uuid.uuid4().hex[:8]}."
         env["LIQBOT_PARTITIONS"] = str(settings.kafka.partitions)
@@ -92,3 +93,21 @@ def test_test_passes_options_to_pytest_and_other_commands_refuse_them(tmp_path: 
     assert "test_one.py::test_one" in run.stdout and "1 test collected" in run.stdout
     refused = _liqbot(None, "topics", "--nosuch")
     assert refused.returncode == 2 and "unrecognized arguments: --nosuch" in refused.stderr
+
+
+def test_pipeline_runs_the_real_captures_into_clickhouse_and_summarises_from_it(settings: Settings,
+                                                                                 tmp_path: Path) -> None:
+    run = _liqbot(settings, "pipeline", "--run", f"p{uuid.uuid4().hex[:8]}", home=tmp_path / "home")
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    summary = json.loads(run.stdout.splitlines()[-1])
+    # every record of the three real captures, through ingest, the worker and the sink (README's main job)
+    assert summary["market_records_ingested"] == summary["market_rows_in_clickhouse"] == 107_342
+    assert (summary["trades"], summary["liquidations"], summary["dead_letters"]) == (21_660, 5, 0)
+    assert summary["feature_vectors"] == 4 and summary["predictions"] == 2
+    for title in ("rows per table", "market records per venue and symbol", "feature vectors and predictions",
+                  "orders and fills", "dead letters"):
+        assert f"== {title}" in run.stdout
+    assert "│ binance-usdm │ BTCUSDT  │  21313 │" in run.stdout
+    # the sink has stopped: `liqbot sql` opens the store itself
+    after = _liqbot(None, "sql", "SELECT count() FROM trades", "--format", "csv", home=tmp_path / "home")
+    assert after.returncode == 0 and after.stdout.splitlines()[-1] == "21660", after.stderr

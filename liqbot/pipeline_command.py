@@ -1,0 +1,201 @@
+"""`liqbot pipeline`, the README's main job: the real captures through ingest, the agents worker and the sink into
+ClickHouse, then a summary queried from ClickHouse."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from liqbot import stream_commands
+from liqbot.children import SinkProcess, WorkerProcess
+from liqbot.config import Settings
+from liqbot.data import BINANCE_CAPTURE, BYBIT_CAPTURE, LIQUIDATION_FRAMES
+from liqbot.errors import LiqbotError
+
+if TYPE_CHECKING:
+    from streams.history.store import StoreSettings
+
+__all__ = ["add_command", "pipeline"]
+
+CAPTURES = ((BYBIT_CAPTURE, "bybit-linear"), (LIQUIDATION_FRAMES, "bybit-linear"), (BINANCE_CAPTURE, "binance-usdm"))
+
+# What the summary asks ClickHouse, on this run's topics only (`{run}`: the run's topic prefix).
+SUMMARY = (
+    ("rows per table", """
+SELECT table, rows, partitions, min_offset, max_offset FROM (
+{union}) ORDER BY table"""),
+    ("market records per venue and symbol (top 15)", """
+SELECT venue, symbol, countIf(kind = 'trade') AS trades, countIf(kind = 'liquidation') AS liquidations,
+       countIf(kind = 'book') AS book_updates, countIf(kind = 'top') AS top_of_book
+FROM (SELECT venue, symbol, 'trade' AS kind FROM trades WHERE _topic LIKE '{run}%'
+      UNION ALL SELECT venue, symbol, 'liquidation' FROM liquidations WHERE _topic LIKE '{run}%'
+      UNION ALL SELECT venue, symbol, 'book' FROM book_updates WHERE _topic LIKE '{run}%'
+      UNION ALL SELECT venue, symbol, 'top' FROM top_of_book WHERE _topic LIKE '{run}%')
+GROUP BY venue, symbol ORDER BY trades + liquidations + book_updates + top_of_book DESC, venue, symbol LIMIT 15"""),
+    ("feature vectors and predictions", """
+SELECT f.venue AS venue, f.symbol AS symbol, f.vectors AS vectors, p.predictions AS predictions,
+       p.model_version AS model, round(p.mean_fill_probability, 4) AS mean_p_fill
+FROM (SELECT venue, symbol, count() AS vectors FROM feature_vectors WHERE _topic LIKE '{run}%'
+      GROUP BY venue, symbol) AS f
+LEFT JOIN (SELECT venue, symbol, count() AS predictions, any(model_version) AS model_version,
+                  avg(arrayAvg(arms.fill_probability)) AS mean_fill_probability
+           FROM predictions WHERE _topic LIKE '{run}%' GROUP BY venue, symbol) AS p USING (venue, symbol)
+ORDER BY vectors DESC, venue, symbol SETTINGS join_use_nulls = 1"""),
+    ("orders and fills", """
+SELECT * FROM (
+    SELECT 'intents' AS what, count() AS n FROM order_intents WHERE _topic LIKE '{run}%'
+    UNION ALL SELECT concat('order events ', status), count() FROM order_events WHERE _topic LIKE '{run}%'
+    GROUP BY status
+    UNION ALL SELECT 'positions', count() FROM positions WHERE _topic LIKE '{run}%'
+) ORDER BY what"""),
+    ("dead letters", """
+SELECT source, stage, error_type, count() AS n, any(substring(error, 1, 100)) AS example
+FROM dead_letters WHERE _topic LIKE '{run}%' GROUP BY source, stage, error_type ORDER BY n DESC"""),
+)
+
+
+def _union(tables: list[str], run: str) -> str:
+    return "\nUNION ALL ".join(
+        f"SELECT '{t}' AS table, count() AS rows, uniqExact(_partition) AS partitions, min(_offset) AS min_offset, "
+        f"max(_offset) AS max_offset FROM {t} WHERE _topic LIKE '{run}%'" for t in tables)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _ingest(settings: Settings) -> dict[str, int]:
+    """The real captures through the live parser, book checks and producer, as `replay-capture` does."""
+    from streams.capture_replay import replay_captures
+    from streams.clients import Clients
+    from streams.ingest import Ingestor, KafkaSink
+
+    clients = Clients.connect(settings)
+    records: dict[str, int] = {}
+    for path, venue in CAPTURES:
+        if not path.exists():
+            raise LiqbotError(f"capture not found: {path} (the real data lives in ../shared/data)")
+        ingestor = Ingestor(KafkaSink(clients.producer, clients.topics), clients.dead_letters)
+        stats = replay_captures([path], ingestor, venue=venue, say=_say)
+        clients.producer.drain(120)
+        _say(f"pipeline: ingested {path.name}: {sum(stats.records.values()):,} records "
+             f"from {sum(stats.frames.values()):,} frames")
+        for schema, n in stats.records.items():
+            records[schema] = records.get(schema, 0) + n
+    return records
+
+
+def _settle(probe: Callable[[], object], quiet_s: float, timeout_s: float, what: str,
+            alive: Callable[[], str | None]) -> None:
+    """Waits until `probe` gives the same answer for `quiet_s` (the pipeline has drained); says what moves."""
+    deadline, last, since, said = time.monotonic() + timeout_s, probe(), time.monotonic(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        if (dead := alive()) is not None:
+            raise LiqbotError(dead)
+        if time.monotonic() > deadline:
+            raise LiqbotError(f"the pipeline did not settle within {timeout_s:.0f} s: {what} ({last})")
+        time.sleep(0.5)
+        now = probe()
+        if now != last:
+            last, since = now, time.monotonic()
+        if time.monotonic() - said >= 10:
+            _say(f"pipeline: {last}")
+            said = time.monotonic()
+
+
+def pipeline(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
+    from streams.history.query import FORMATS, run_query
+    from streams.history.store import StoreSettings
+    from streams.topics import TopicRegistry
+
+    run = args.run or time.strftime("run-%Y%m%d-%H%M%S.", time.gmtime())
+    run = run if run.endswith(".") else f"{run}."
+    settings = stream_commands.ensure_services(args, settings)
+    settings = replace(settings, kafka=replace(settings.kafka, topic_prefix=run))
+    clients = stream_commands.connected(args, settings)
+    home = settings.broker.home
+    store = StoreSettings(path=home / "clickhouse", url=args.clickhouse_url)
+    tables = sorted({spec.table for spec in TopicRegistry(settings.kafka).specs})
+    work = home / "pipeline" / run.rstrip(".")
+    _say(f"pipeline: run {run.rstrip('.')}: topics {run}*, ClickHouse {store.where}")
+
+    sink_options = ["--clickhouse-url", args.clickhouse_url] if args.clickhouse_url else []
+    with SinkProcess(clients.settings, home, *sink_options) as sink, \
+            WorkerProcess(clients.settings, work, *(["--models", args.models] if args.models else [])) as worker:
+        def alive() -> str | None:
+            for name, child in (("sink", sink), ("agents worker", worker)):
+                if child.process.poll() is not None:
+                    return f"the {name} stopped (exit code {child.process.poll()}); its log:\n{child.tail()}"
+            return None
+
+        _wait_for_sql(store, sink, alive)  # before any query here: it would take chDB's lock from the sink
+        worker.wait_for_partitions(settings.kafka.partitions)
+        ingested = _ingest(clients.settings)
+        total = sum(ingested.values())
+        _say(f"pipeline: {total:,} market records in Kafka; waiting for the worker and the sink to drain them")
+
+        def drained() -> object:
+            rows = run_query(store, f"SELECT sum(rows) FROM ({_union(tables, run)})", "TSV").decode().strip()
+            applied = ", ".join(f"{k} {v:,}" for k, v in sorted(worker.status()["applied"].items()))
+            return f"worker applied: {applied}; ClickHouse rows: {int(rows):,}"
+
+        _settle(drained, quiet_s=6.0, timeout_s=1800.0, what="still moving", alive=alive)
+        print(f"\nliqbot pipeline, run {run.rstrip('.')}: the real captures through ingest, the agents worker "
+              f"and the sink; every figure below is queried from ClickHouse ({store.where})\n")
+        for title, sql in SUMMARY:
+            text = sql.format(run=run, union=_union(tables, run))
+            print(f"== {title}")
+            print(run_query(store, text, FORMATS["table"]).decode() or "(none)\n")
+        figures = json.loads(run_query(store, (
+            f"SELECT (SELECT count() FROM trades WHERE _topic LIKE '{run}%') AS trades, "
+            f"(SELECT count() FROM liquidations WHERE _topic LIKE '{run}%') AS liquidations, "
+            f"(SELECT count() FROM feature_vectors WHERE _topic LIKE '{run}%') AS feature_vectors, "
+            f"(SELECT count() FROM predictions WHERE _topic LIKE '{run}%') AS predictions, "
+            f"(SELECT count() FROM order_intents WHERE _topic LIKE '{run}%') AS order_intents, "
+            f"(SELECT count() FROM dead_letters WHERE _topic LIKE '{run}%') AS dead_letters"),
+            "JSONEachRow").decode())
+        landed = int(run_query(store, f"SELECT sum(rows) FROM ({_union(tables, run)}) WHERE table IN "
+                               "('trades','liquidations','book_updates','top_of_book','tickers','instruments',"
+                               "'open_interest','funding_rates')", "TSV").decode())
+    summary = {"run": run.rstrip("."), "market_records_ingested": total, "market_rows_in_clickhouse": landed,
+               **{k: int(v) for k, v in figures.items()}, "store": store.where}
+    print(json.dumps(summary))
+    if landed != total:
+        raise LiqbotError(f"ClickHouse holds {landed:,} market rows of the {total:,} ingested; the sink's log: "
+                          f"{home / 'sink.log'}")
+    return 0
+
+
+def _wait_for_sql(store: StoreSettings, sink: SinkProcess, alive: Callable[[], str | None],
+                  timeout_s: float = 120.0) -> None:
+    """Until this run's sink serves SQL (the summary goes through it); a killed sink's file may be left behind."""
+    deadline = time.monotonic() + timeout_s
+    while store.url is None and _serving(store) != sink.process.pid:
+        if (dead := alive()) is not None or time.monotonic() > deadline:
+            raise LiqbotError(dead or f"the sink did not start serving SQL; its log:\n{sink.tail()}")
+        time.sleep(0.2)
+
+
+def _serving(store: StoreSettings) -> int | None:
+    from streams.history.query import endpoint_file
+
+    try:
+        return int(json.loads(endpoint_file(store).read_text())["pid"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], remote: argparse.ArgumentParser,
+                where: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("pipeline", parents=[remote, where],
+                       help="the main job: real captures -> Kafka -> agents -> ClickHouse, and a summary from it")
+    p.add_argument("--run", help="the run's name, its topics' prefix (default: run-<UTC time>)")
+    p.add_argument("--models", help="the model registry the worker serves from (default: training/models)")
+    p.set_defaults(func=pipeline)
+
