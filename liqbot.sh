@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start on a fresh machine: sets up everything, then runs `liqbot "$@"`.
-#   ./liqbot.sh roundtrip   the main job (Kafka + registry from Maven Central, real Bybit frames through Avro and Kafka)
+#   ./liqbot.sh pipeline    the main job (Kafka + registry from Maven Central; the real captures through ingest,
+#                           the agents and the sink into ClickHouse, then a summary from ClickHouse)
 #   ./liqbot.sh test        the test suite (real broker and registry started by the tests themselves)
 set -euo pipefail
 cd "$(dirname "$0")"
