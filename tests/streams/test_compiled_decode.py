@@ -21,6 +21,7 @@ from streams.avro import SerdeError, decode_body, encode_body
 from streams.capture_replay import capture_records
 from streams.roundtrip import records_from_captures
 from streams.serde import SingleObjectSerde, _compiled
+from tests.avro_strategies import avro_datum
 
 
 @cache
@@ -60,33 +61,9 @@ def test_every_real_record_decodes_to_what_fastavro_gives() -> None:
     assert len(books) > 1000 and all(type(r.bids) is tuple for r in books)
 
 
-_PRIMITIVE: dict[str, st.SearchStrategy[Any]] = {
-    "null": st.none(), "boolean": st.booleans(), "int": st.integers(-2**31, 2**31 - 1),
-    "long": st.integers(-2**63, 2**63 - 1), "double": st.floats(), "string": st.text(), "bytes": st.binary()}
-
-
-def _datum(schema: Any, named: dict[str, st.SearchStrategy[Any]], namespace: str = "liqbot") -> st.SearchStrategy[Any]:
-    """Any datum of an Avro schema (SYNTHETIC: the schemas no capture reaches, like predictions and intents)."""
-    if isinstance(schema, list):
-        return st.one_of(*(_datum(branch, named, namespace) for branch in schema))
-    if isinstance(schema, str):
-        full = schema if "." in schema else f"{namespace}.{schema}"
-        return _PRIMITIVE[schema] if schema in _PRIMITIVE else named[full]
-    if schema["type"] == "array":
-        return st.lists(_datum(schema["items"], named, namespace), max_size=4)
-    if schema["type"] == "enum":
-        return st.sampled_from(schema["symbols"])
-    if schema["type"] == "record":
-        full = f"{schema.get('namespace', namespace)}.{schema['name']}"
-        fields = {f["name"]: _datum(f["type"], named, schema.get("namespace", namespace)) for f in schema["fields"]}
-        record = named[full] = st.fixed_dictionaries(fields)
-        return record
-    return _datum(schema["type"], named, namespace)
-
-
 @cache
 def _datums(name: str) -> st.SearchStrategy[Any]:
-    return _datum(json.loads(load_all()[name].text), {})
+    return avro_datum(json.loads(load_all()[name].text))
 
 
 @pytest.mark.parametrize("name", sorted(RECORD_TYPES))

@@ -51,6 +51,17 @@ class Flow(threading.Thread):
         clients.producer.drain()
 
 
+def _produce_capture(clients: Clients) -> list[tuple[str, AvroRecord, str | bytes]]:
+    """The real Bybit capture's records, produced once to their topics: (topic, record, key) each."""
+    clients.topics.ensure(clients.admin())
+    specs = {spec.schema: clients.topics.name(spec) for spec in clients.topics.specs}
+    items: list[tuple[str, AvroRecord, str | bytes]] = [
+        (specs[r.SCHEMA], r, r.kafka_key()) for r in capture_records(BYBIT_CAPTURE, "bybit-linear")]
+    clients.producer.send_all(items)
+    clients.producer.drain()
+    return items
+
+
 def _total(history_store: Store) -> int:
     return int(history_store.rows(TOTAL)[0][0])
 
@@ -141,12 +152,8 @@ def _refuse_inserts(history_store: Store, refuse: bool) -> None:
 
 def test_clickhouse_refusing_inserts_holds_the_commits_and_loses_nothing(
         settings: Settings, clients: Clients, history_store: Store) -> None:
-    clients.topics.ensure(clients.admin())
-    records = capture_records(BYBIT_CAPTURE, "bybit-linear")
-    specs = {spec.schema: clients.topics.name(spec) for spec in clients.topics.specs}
-    items = [(specs[r.SCHEMA], r, r.kafka_key()) for r in records]
-    clients.producer.send_all(items)
-    clients.producer.drain()
+    items = _produce_capture(clients)
+    records = [record for _, record, _ in items]
     with history_store.sink(settings) as sink:
         history_store.wait(TOTAL, len(records), sink)
         time.sleep(1.0)  # the commit follows the insert
@@ -191,12 +198,8 @@ def _commit_as_the_sink(settings: Settings, offsets: dict[tuple[str, int], int])
 def test_rows_that_landed_without_their_commit_are_not_written_again(
         settings: Settings, clients: Clients, history_store: Store) -> None:
     """The crash between insert and commit, made exact: the group's commit put back to half of what landed."""
-    clients.topics.ensure(clients.admin())
-    records = capture_records(BYBIT_CAPTURE, "bybit-linear")
-    specs = {spec.schema: clients.topics.name(spec) for spec in clients.topics.specs}
-    items = [(specs[r.SCHEMA], r, r.kafka_key()) for r in records]
-    clients.producer.send_all(items)
-    clients.producer.drain()
+    items = _produce_capture(clients)
+    records = [record for _, record, _ in items]
     with history_store.sink(settings) as sink:
         history_store.wait(TOTAL, len(records), sink)
         time.sleep(1.0)
