@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from liqbot.children import SinkProcess
+from liqbot.children import SinkProcess, stop_child
 from liqbot.config import Settings
 from streams.history.query import endpoint_file, run_query
-from streams.history.store import StoreSettings
+from streams.history.store import PASSWORD_ENV, StoreSettings
+
+# The http kind's ClickHouse server: a test double speaking its HTTP interface over chDB (see its docstring).
+SHIM = Path(__file__).resolve().with_name("chdb_http.py")
 
 
 @dataclass
@@ -26,6 +35,7 @@ class HistoryStore:
     home: Path
     sink_options: list[str] = field(default_factory=list)
     url: str | None = None
+    shim_port: int | None = None  # the http kind's server (chdb_http.py), for its faults
 
     def rows(self, sql: str) -> list[list[Any]]:
         """The result rows (JSON values; Decimals as text, `toString` them for exact comparisons)."""
@@ -39,12 +49,27 @@ class HistoryStore:
         """A running `liqbot sink`, once it answers SQL (before that, a query here would take chDB's lock)."""
         process = SinkProcess(settings, self.home, *self.sink_options, *options)
         deadline = time.monotonic() + 120
-        while self.url is None and self._serving() != process.process.pid:
+        while not self._ready(process):
             if process.process.poll() is not None or time.monotonic() > deadline:
                 process.stop()
                 raise AssertionError(f"the sink did not start serving SQL; its log:\n{process.tail()}")
             time.sleep(0.1)
         return process
+
+    def _ready(self, process: SinkProcess) -> bool:
+        """chDB: the sink serves SQL; a server: the sink has applied the migrations (the tables are there)."""
+        if self.url is None:
+            return self._serving() == process.process.pid
+        return "migrations applied now" in process.tail(200)
+
+    def outage(self, seconds: float, mode: str = "drop") -> None:
+        """ClickHouse out for the next `seconds`, then back by itself (this returns at once). http: the server drops
+        every connection unanswered (`mode` "503": answers 503; "lost_reply": runs each statement, then drops)."""
+        if self.shim_port is None:
+            raise NotImplementedError(f"an outage of the {self.kind} store")
+        fault = f"http://127.0.0.1:{self.shim_port}/_fault?mode={mode}&seconds={seconds}"
+        with urllib.request.urlopen(urllib.request.Request(fault, method="POST"), timeout=10) as reply:
+            assert reply.status == 200
 
     def _serving(self) -> int | None:
         """The pid of the live sink serving SQL on this store (a killed one leaves its file behind)."""
@@ -69,7 +94,43 @@ class HistoryStore:
         return got
 
 
-@pytest.fixture(params=["chdb"])
-def history_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HistoryStore]:
-    """Each store kind the sink supports, fresh for the test."""
-    yield HistoryStore(kind=request.param, home=tmp_path / "home")
+@pytest.fixture(params=["chdb", "http"])
+def history_store(request: pytest.FixtureRequest, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[HistoryStore]:
+    """Each store kind the sink supports, fresh for the test: embedded chDB, and a server over HTTP."""
+    if request.param == "chdb":
+        yield HistoryStore(kind=request.param, home=tmp_path / "home")
+        return
+    password = secrets.token_urlsafe(16)
+    monkeypatch.setenv(PASSWORD_ENV, password)  # for the sink, `liqbot sql` and `rows`, as an operator sets it
+    with _clickhouse_http(tmp_path / "server") as port:
+        url = f"http://liqbot@127.0.0.1:{port}/default"
+        store = HistoryStore(kind="http", home=tmp_path / "home", sink_options=["--clickhouse-url", url], url=url,
+                             shim_port=port)
+        yield store
+    leaked = [log.name for log in [*store.home.glob("*.log"), tmp_path / "server" / "server.log"]
+              if log.exists() and password in log.read_text(errors="replace")]
+    assert not leaked, f"the ClickHouse password is in {leaked}"
+
+
+@contextmanager
+def _clickhouse_http(home: Path) -> Iterator[int]:
+    """chdb_http.py on a fresh directory, user liqbot, password from the env; its port once it answers, then stopped."""
+    home.mkdir(parents=True)
+    port_file = home / "port"
+    with (home / "server.log").open("w") as log:
+        server = subprocess.Popen([sys.executable, str(SHIM), "--path", str(home / "data"), "--port-file",
+                                   str(port_file), "--user", "liqbot", "--password-env", PASSWORD_ENV],
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"chdb_http.py did not start: {(home / 'server.log').read_text()}")
+            time.sleep(0.05)
+        port = int(port_file.read_text())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=10) as reply:
+            assert reply.read() == b"Ok.\n"
+        yield port
+    finally:
+        stop_child(server, signal.SIGTERM)

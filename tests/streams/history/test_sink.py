@@ -99,7 +99,8 @@ def test_real_records_land_once_with_their_exact_values(settings: Settings, clie
 
 def _liqbot_sql(history_store: Store, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LIQBOT_HOME": str(history_store.home)}
-    return subprocess.run([sys.executable, "-m", "liqbot.cli", "sql", *args], cwd=REPO, env=env,
+    where = ["--clickhouse-url", history_store.url] if history_store.url else []
+    return subprocess.run([sys.executable, "-m", "liqbot.cli", "sql", *args, *where], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
