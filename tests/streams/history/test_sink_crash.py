@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -218,3 +219,30 @@ def test_rows_that_landed_without_their_commit_are_not_written_again(
     assert "ClickHouse holds" in sink.tail(400)
     assert after == _kafka_digests(settings, clients)
     assert all(after[tp][3] != digest[3] for tp, digest in landed.items() if after[tp][0] > digest[0])
+
+
+@pytest.mark.parametrize("history_store", ["http"], indirect=True)
+@pytest.mark.parametrize("mode", ["drop", "lost_reply"])
+def test_a_server_dropping_connections_holds_the_commits_and_loses_nothing(
+        settings: Settings, clients: Clients, history_store: Store, mode: str) -> None:
+    """The HTTP path: connections closed unanswered ("drop"), or each statement run and its reply lost
+    ("lost_reply": the insert landed, the sink saw an error and retries it; its token keeps it from landing twice)."""
+    items = _produce_capture(clients)
+    with history_store.sink(settings) as sink:
+        history_store.wait(TOTAL, len(items), sink)
+        time.sleep(1.0)
+        before = _committed(settings, clients)
+        history_store.outage(8.0, mode)
+        out_until = time.monotonic() + 8.0
+        clients.producer.send_all(items)
+        clients.producer.drain()
+        time.sleep(4.0)
+        assert _committed(settings, clients) == before  # the sink waits: nothing committed meanwhile
+        time.sleep(max(0.0, out_until - time.monotonic()) + 0.5)  # the test's own queries would be dropped too
+        history_store.wait(TOTAL, 2 * len(items), sink, timeout_s=120)
+        assert "waiting for ClickHouse to take an insert" in sink.tail(300)
+        time.sleep(1.0)
+        assert _total(history_store) == 2 * len(items)
+        assert sum(_committed(settings, clients).values()) == 2 * len(items)
+        stored = _store_digests(history_store)
+    assert stored == _kafka_digests(settings, clients)
