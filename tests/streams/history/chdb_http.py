@@ -43,6 +43,7 @@ import re
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -69,6 +70,7 @@ _PROTOCOL_PARAMS = frozenset({"query", "database", "default_format", "user", "pa
 _INSERT = re.compile(rb"\s*INSERT\s+INTO\s", re.IGNORECASE)
 _FORMAT = re.compile(rb"\bFORMAT\s+([A-Za-z][A-Za-z0-9_]*)", re.IGNORECASE)
 _TRAILING_FORMAT = re.compile(r"\bFORMAT\s+([A-Za-z][A-Za-z0-9_]*)\s*;?\s*$", re.IGNORECASE)
+_SETTINGS = re.compile(r"\sSETTINGS\s", re.IGNORECASE)
 _RESULTS = re.compile(r"\s*(\(\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS|CHECK)\b", re.IGNORECASE)
 _ERROR = re.compile(r"Code: (\d+)\..*\(([A-Z_0-9]+)\)\s*$", re.DOTALL)
 
@@ -153,14 +155,16 @@ class Server(ThreadingHTTPServer):
                 self._query(conn, f"SET {name} = {_literal(value)}", "TabSeparated")
             insert = _split_insert(sql)
             if insert is not None:
+                # from a file, as clickhouse-connect's own chDB backend does: chDB 4.4's send_insert() returns
+                # without an error when the engine refuses the insert (Too many parts), so the rows would be lost
                 statement, input_format, data = insert
-                try:
-                    with conn.send_insert(statement, input_format) as inserter:
-                        if data:
-                            inserter.append(data)
-                        result = inserter.finish()
-                except Exception as exc:
-                    raise ClickHouseError(str(exc)) from exc
+                with tempfile.NamedTemporaryFile(suffix=f".{input_format.lower()}") as file:
+                    file.write(data)
+                    file.flush()
+                    clause = _SETTINGS.search(statement)  # FROM INFILE goes before an INSERT's SETTINGS
+                    head, tail = (statement[:clause.start()], statement[clause.start():]) if clause else (statement, "")
+                    from_file = f"{head} FROM INFILE {_literal(file.name)}{tail} FORMAT {input_format}"
+                    result = self._query(conn, from_file, "TabSeparated")
                 return Answer(b"", None, _summary(result))
             text = sql.decode()
             if not text.strip():
