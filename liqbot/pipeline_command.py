@@ -110,66 +110,75 @@ def _settle(probe: Callable[[], object], quiet_s: float, timeout_s: float, what:
 def pipeline(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
-    from streams.history.query import FORMATS, run_query
     from streams.history.store import StoreSettings
-    from streams.topics import TopicRegistry
 
-    run = args.run or time.strftime("run-%Y%m%d-%H%M%S.", time.gmtime())
+    run = args.run or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
     run = run if run.endswith(".") else f"{run}."
     settings = stream_commands.ensure_services(args, settings)
-    settings = replace(settings, kafka=replace(settings.kafka, topic_prefix=run))
-    clients = stream_commands.connected(args, settings)
-    home = settings.broker.home
-    store = StoreSettings(path=home / "clickhouse", url=args.clickhouse_url)
-    tables = sorted({spec.table for spec in TopicRegistry(settings.kafka).specs})
-    work = home / "pipeline" / run.rstrip(".")
+    settings = stream_commands.connected(args, replace(settings, kafka=replace(settings.kafka, topic_prefix=run))
+                                         ).settings
+    store = StoreSettings(path=settings.broker.home / "clickhouse", url=args.clickhouse_url)
     _say(f"pipeline: run {run.rstrip('.')}: topics {run}*, ClickHouse {store.where}")
-
     sink_options = ["--clickhouse-url", args.clickhouse_url] if args.clickhouse_url else []
-    with SinkProcess(clients.settings, home, *sink_options) as sink, \
-            WorkerProcess(clients.settings, work, *(["--models", args.models] if args.models else [])) as worker:
-        def alive() -> str | None:
-            for name, child in (("sink", sink), ("agents worker", worker)):
-                if child.process.poll() is not None:
-                    return f"the {name} stopped (exit code {child.process.poll()}); its log:\n{child.tail()}"
-            return None
-
-        _wait_for_sql(store, sink, alive)  # before any query here: it would take chDB's lock from the sink
-        worker.wait_for_partitions(settings.kafka.partitions)
-        ingested = _ingest(clients.settings)
-        total = sum(ingested.values())
-        _say(f"pipeline: {total:,} market records in Kafka; waiting for the worker and the sink to drain them")
-
-        def drained() -> object:
-            rows = run_query(store, f"SELECT sum(rows) FROM ({_union(tables, run)})", "TSV").decode().strip()
-            applied = ", ".join(f"{k} {v:,}" for k, v in sorted(worker.status()["applied"].items()))
-            return f"worker applied: {applied}; ClickHouse rows: {int(rows):,}"
-
-        _settle(drained, quiet_s=6.0, timeout_s=1800.0, what="still moving", alive=alive)
-        print(f"\nliqbot pipeline, run {run.rstrip('.')}: the real captures through ingest, the agents worker "
-              f"and the sink; every figure below is queried from ClickHouse ({store.where})\n")
-        for title, sql in SUMMARY:
-            text = sql.format(run=run, union=_union(tables, run))
-            print(f"== {title}")
-            print(run_query(store, text, FORMATS["table"]).decode() or "(none)\n")
-        figures = json.loads(run_query(store, (
-            f"SELECT (SELECT count() FROM trades WHERE _topic LIKE '{run}%') AS trades, "
-            f"(SELECT count() FROM liquidations WHERE _topic LIKE '{run}%') AS liquidations, "
-            f"(SELECT count() FROM feature_vectors WHERE _topic LIKE '{run}%') AS feature_vectors, "
-            f"(SELECT count() FROM predictions WHERE _topic LIKE '{run}%') AS predictions, "
-            f"(SELECT count() FROM order_intents WHERE _topic LIKE '{run}%') AS order_intents, "
-            f"(SELECT count() FROM dead_letters WHERE _topic LIKE '{run}%') AS dead_letters"),
-            "JSONEachRow").decode())
-        landed = int(run_query(store, f"SELECT sum(rows) FROM ({_union(tables, run)}) WHERE table IN "
-                               "('trades','liquidations','book_updates','top_of_book','tickers','instruments',"
-                               "'open_interest','funding_rates')", "TSV").decode())
-    summary = {"run": run.rstrip("."), "market_records_ingested": total, "market_rows_in_clickhouse": landed,
-               **{k: int(v) for k, v in figures.items()}, "store": store.where}
+    work = settings.broker.home / "pipeline" / run.rstrip(".")
+    with SinkProcess(settings, settings.broker.home, *sink_options) as sink, \
+            WorkerProcess(settings, work, *(["--models", args.models] if args.models else [])) as worker:
+        total = _live_path(settings, store, run, sink, worker)
+        summary = _summary(settings, store, run)
+    summary = {"run": summary.pop("run"), "market_records_ingested": total, **summary}
     print(json.dumps(summary))
-    if landed != total:
-        raise LiqbotError(f"ClickHouse holds {landed:,} market rows of the {total:,} ingested; the sink's log: "
-                          f"{home / 'sink.log'}")
+    if summary["market_rows_in_clickhouse"] != total:
+        raise LiqbotError(f"ClickHouse holds {summary['market_rows_in_clickhouse']:,} market rows of the {total:,} "
+                          f"ingested; the sink's log: {settings.broker.home / 'sink.log'}")
     return 0
+
+
+def _live_path(settings: Settings, store: StoreSettings, run: str, sink: SinkProcess, worker: WorkerProcess) -> int:
+    """Ingests the captures with the sink and the worker running, until nothing moves; the records ingested."""
+    from streams.history.query import run_query
+
+    def alive() -> str | None:
+        for name, child in (("sink", sink), ("agents worker", worker)):
+            if child.process.poll() is not None:
+                return f"the {name} stopped (exit code {child.process.poll()}); its log:\n{child.tail()}"
+        return None
+
+    def drained() -> object:
+        rows = run_query(store, f"SELECT sum(rows) FROM ({_union(_tables(settings), run)})", "TSV")
+        applied = ", ".join(f"{k} {v:,}" for k, v in sorted(worker.status()["applied"].items()))
+        return f"worker applied: {applied}; ClickHouse rows: {int(rows.decode()):,}"
+
+    _wait_for_sql(store, sink, alive)  # before any query here: it would take chDB's lock from the sink
+    worker.wait_for_partitions(settings.kafka.partitions)
+    total = sum(_ingest(settings).values())
+    _say(f"pipeline: {total:,} market records in Kafka; waiting for the worker and the sink to drain them")
+    _settle(drained, quiet_s=6.0, timeout_s=1800.0, what="still moving", alive=alive)
+    return total
+
+
+def _tables(settings: Settings, market_only: bool = False) -> list[str]:
+    from streams.topics import TopicRegistry
+
+    specs = TopicRegistry(settings.kafka).specs
+    return sorted({s.table for s in specs if not market_only or s.name.startswith("market.")})
+
+
+def _summary(settings: Settings, store: StoreSettings, run: str) -> dict[str, object]:
+    """Prints the summary tables, all from ClickHouse; the figures of the last line."""
+    from streams.history.query import FORMATS, run_query
+
+    print(f"\nliqbot pipeline, run {run.rstrip('.')}: the real captures through ingest, the agents worker and the "
+          f"sink; every figure below is queried from ClickHouse ({store.where})\n")
+    for title, sql in SUMMARY:
+        print(f"== {title}")
+        text = sql.format(run=run, union=_union(_tables(settings), run))
+        print(run_query(store, text, FORMATS["table"]).decode() or "(none)\n")
+    lines = run_query(store, f"SELECT table, rows FROM ({_union(_tables(settings), run)})", "TSV").decode()
+    rows = {table: int(n) for table, n in (line.split("\t") for line in lines.splitlines())}
+    market = sum(rows[t] for t in _tables(settings, market_only=True))
+    shown = ("trades", "liquidations", "feature_vectors", "predictions", "order_intents", "dead_letters")
+    return {"run": run.rstrip("."), "market_rows_in_clickhouse": market, **{t: rows[t] for t in shown},
+            "store": store.where}
 
 
 def _wait_for_sql(store: StoreSettings, sink: SinkProcess, alive: Callable[[], str | None],
