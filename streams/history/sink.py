@@ -111,8 +111,9 @@ class TableSink:
 
     def _poll(self) -> None:
         room = max(1, self._config.batch_rows - len(self._pending))
+        polled = time.monotonic()
         wait = self._config.batch_ms / 1000 if not self._pending else max(
-            0.0, self._oldest + self._config.batch_ms / 1000 - time.monotonic())
+            0.0, self._oldest + self._config.batch_ms / 1000 - polled)
         messages = self._consumer.consume(num_messages=min(room, 100_000), timeout=wait)
         if self._callback_error is not None:
             raise self._callback_error
@@ -128,7 +129,8 @@ class TableSink:
         if messages:
             self._last_record = time.monotonic()
         if good and not self._pending:
-            self._oldest = time.monotonic()
+            # consume() waits out its timeout unless the batch fills: the first of these may have come at its start
+            self._oldest = polled
         self._pending.extend(good)
 
     def _landed(self, m: Message) -> bool:
