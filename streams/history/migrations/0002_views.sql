@@ -29,7 +29,8 @@ GROUP BY namespace, venue, symbol, bar_start;
 
 -- Liquidation bursts: a symbol's liquidations with less than 5 s between one and the next. Notional at the
 -- bankruptcy price; the side whose positions were liquidated most; the last trade price (by time, then offset) at
--- the burst's start, its end and 60 s after, and the range traded during it.
+-- the burst's start, its end and 60 s after (NULL when no trade printed in the minute before the start), and the
+-- range traded during it.
 CREATE VIEW IF NOT EXISTS liquidation_bursts AS
 WITH
     marked AS (
@@ -59,9 +60,12 @@ SELECT
     b.namespace AS namespace, b.venue AS venue, b.symbol AS symbol, b.burst AS burst, b.start_ns AS start_ns,
     b.end_ns AS end_ns, b.liquidations AS liquidations, b.total_notional AS notional,
     if(b.long_notional >= b.short_notional, 'LONG', 'SHORT') AS liquidated_side,
-    argMaxIf(t.price, (t.ts_event_ns, t._offset), t.ts_event_ns <= b.start_ns) AS price_at_start,
-    argMaxIf(t.price, (t.ts_event_ns, t._offset), t.ts_event_ns <= b.end_ns) AS price_at_end,
-    argMaxIf(t.price, (t.ts_event_ns, t._offset), t.ts_event_ns <= b.end_ns + INTERVAL 60 SECOND) AS price_60s_after,
+    argMaxIf(t.price, (t.ts_event_ns, t._offset), t.ts_event_ns BETWEEN b.start_ns - INTERVAL 60 SECOND AND b.start_ns)
+        AS price_at_start,
+    argMaxIf(t.price, (t.ts_event_ns, t._offset), t.ts_event_ns BETWEEN b.start_ns - INTERVAL 60 SECOND AND b.end_ns)
+        AS price_at_end,
+    argMaxIf(t.price, (t.ts_event_ns, t._offset),
+             t.ts_event_ns BETWEEN b.start_ns - INTERVAL 60 SECOND AND b.end_ns + INTERVAL 60 SECOND) AS price_60s_after,
     minIf(t.price, t.ts_event_ns BETWEEN b.start_ns AND b.end_ns) AS low_during,
     maxIf(t.price, t.ts_event_ns BETWEEN b.start_ns AND b.end_ns) AS high_during,
     countIf(t.ts_event_ns BETWEEN b.start_ns AND b.end_ns) AS trades_during

@@ -131,12 +131,15 @@ def test_liquidation_bursts_and_their_price_moves_on_the_synthetic_scenario(clie
                         "FROM liquidation_bursts WHERE namespace = 'wick.' ORDER BY start_ns").result_rows
     assert [(s, n, int(v)) for s, n, v, *_ in rows] == _bursts_in_python(liquidations)
 
-    def last_price(at_ns: int) -> Decimal | None:
-        before = [t for t in trades if t.ts_event_ns <= at_ns]
+    def last_price(since_ns: int, at_ns: int) -> Decimal | None:
+        before = [t for t in trades if since_ns <= t.ts_event_ns <= at_ns]
         return Decimal(before[-1].price) if before else None
 
     for *_, start, end, at_start, at_end, after, during in rows:
-        assert (at_start, at_end, after) == (last_price(start), last_price(end), last_price(end + 60 * 10**9))
+        since = start - 60 * 10**9  # a price older than a minute before the burst says nothing about it
+        assert (at_start, at_end, after) == (last_price(since, start), last_price(since, end),
+                                             last_price(since, end + 60 * 10**9))
+        assert at_start is not None
         assert during == sum(start <= t.ts_event_ns <= end for t in trades)
     assert len(rows) >= 3
 
