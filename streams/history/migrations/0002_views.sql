@@ -15,16 +15,14 @@ SELECT
 FROM trades
 GROUP BY namespace, venue, symbol, bar_start;
 
--- OHLCV per minute from trades.
+-- OHLCV per minute: the seconds' bars folded (the same figures as from the trades themselves, tested).
 CREATE VIEW IF NOT EXISTS bars_1m AS
 SELECT
-    replaceRegexpOne(_topic, 'market\\.trades$', '') AS namespace, venue, symbol,
-    toStartOfMinute(ts_event_ns) AS bar_start,
-    argMin(price, (ts_event_ns, _offset)) AS open, max(price) AS high, min(price) AS low,
-    argMax(price, (ts_event_ns, _offset)) AS close,
-    sum(size) AS volume, sum(multiplyDecimal(price, size, 18)) AS notional, count() AS trades,
-    sumIf(size, taker_side = 'BUY') AS buy_volume, sumIf(size, taker_side = 'SELL') AS sell_volume
-FROM trades
+    s.namespace AS namespace, s.venue AS venue, s.symbol AS symbol, toStartOfMinute(s.bar_start) AS bar_start,
+    argMin(s.open, s.bar_start) AS open, max(s.high) AS high, min(s.low) AS low, argMax(s.close, s.bar_start) AS close,
+    sum(s.volume) AS volume, sum(s.notional) AS notional, sum(s.trades) AS trades,
+    sum(s.buy_volume) AS buy_volume, sum(s.sell_volume) AS sell_volume
+FROM bars_1s AS s
 GROUP BY namespace, venue, symbol, bar_start;
 
 -- Liquidation bursts: a symbol's liquidations with less than 5 s between one and the next. Notional at the
