@@ -68,14 +68,14 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _ingest(settings: Settings) -> dict[str, int]:
-    """The real captures through the live parser, book checks and producer, as `replay-capture` does."""
+def _ingest(settings: Settings) -> int:
+    """The real captures through the live parser, book checks and producer, as `replay-capture` does; the records."""
     from streams.capture_replay import replay_captures
     from streams.clients import Clients
     from streams.ingest import Ingestor, KafkaSink
 
     clients = Clients.connect(settings)
-    records: dict[str, int] = {}
+    records = 0
     for path, venue in CAPTURES:
         if not path.exists():
             raise LiqbotError(f"capture not found: {path} (the real data lives in ../shared/data)")
@@ -84,8 +84,7 @@ def _ingest(settings: Settings) -> dict[str, int]:
         clients.producer.drain(120)
         _say(f"pipeline: ingested {path.name}: {sum(stats.records.values()):,} records "
              f"from {sum(stats.frames.values()):,} frames")
-        for schema, n in stats.records.items():
-            records[schema] = records.get(schema, 0) + n
+        records += sum(stats.records.values())
     return records
 
 
@@ -150,7 +149,7 @@ def _live_path(settings: Settings, store: StoreSettings, run: str, sink: SinkPro
 
     _wait_for_sql(store, sink, alive)  # before any query here: it would take chDB's lock from the sink
     worker.wait_for_partitions(settings.kafka.partitions)
-    total = sum(_ingest(settings).values())
+    total = _ingest(settings)
     _say(f"pipeline: {total:,} market records in Kafka; waiting for the worker and the sink to drain them")
     _settle(drained, quiet_s=6.0, timeout_s=1800.0, what="still moving", alive=alive)
     return total
@@ -192,12 +191,10 @@ def _wait_for_sql(store: StoreSettings, sink: SinkProcess, alive: Callable[[], s
 
 
 def _serving(store: StoreSettings) -> int | None:
-    from streams.history.query import endpoint_file
+    from streams.history.query import endpoint
 
-    try:
-        return int(json.loads(endpoint_file(store).read_text())["pid"])
-    except (FileNotFoundError, ValueError, KeyError):
-        return None
+    found = endpoint(store)
+    return None if found is None else found[0]
 
 
 def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], remote: argparse.ArgumentParser,

@@ -23,7 +23,7 @@ from clickhouse_connect.driver.client import Client
 from liqbot.errors import LiqbotError
 from streams.history.store import StoreSettings, connect
 
-__all__ = ["FORMATS", "QueryServer", "answer", "endpoint_file", "run_query"]
+__all__ = ["FORMATS", "QueryServer", "answer", "endpoint", "endpoint_file", "run_query"]
 
 log = logging.getLogger(__name__)
 
@@ -116,16 +116,24 @@ def answer(client: Client, sql: str, fmt: str) -> bytes:
     return b""
 
 
-def _running_sink(store: StoreSettings) -> str | None:
-    path = endpoint_file(store)
-    if not path.exists():
-        return None
-    info = json.loads(path.read_text())
+def endpoint(store: StoreSettings) -> tuple[int, str] | None:
+    """The (pid, url) the sink wrote beside `store`, or None; the pid may be dead (a killed sink's file stays)."""
     try:
-        os.kill(int(info["pid"]), 0)
+        info = json.loads(endpoint_file(store).read_text())
+        return int(info["pid"]), str(info["url"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+def _running_sink(store: StoreSettings) -> str | None:
+    found = endpoint(store)
+    if found is None:
+        return None
+    try:
+        os.kill(found[0], 0)
     except ProcessLookupError:
         return None  # a sink that was killed left its file behind
-    return str(info["url"])
+    return found[1]
 
 
 def run_query(store: StoreSettings, sql: str, fmt: str) -> bytes:

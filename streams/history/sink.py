@@ -90,7 +90,8 @@ class TableSink:
         return {name: str(future.result(timeout=30).topic_id) for name, future in described.items()}
 
     def run(self, on_progress: Callable[[SinkCounts], None] | None = None, progress_s: float = 5.0) -> None:
-        self._consumer.subscribe(list(self._tables), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._consumer.subscribe(list(self._tables), on_assign=self._guarded(self._assign),
+                                 on_revoke=self._guarded(self._revoke))
         last_report = self._last_record = time.monotonic()
         try:
             while not self.stop.is_set() and not self._idle():
@@ -194,11 +195,15 @@ class TableSink:
         except KafkaException as exc:  # a rebalance took the partitions: the next owner skips what landed
             log.warning("commit failed (%s); the rows are in ClickHouse and will not be written twice", exc)
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        try:
-            self._assign(consumer, partitions)
-        except BaseException as exc:  # confluent-kafka garbles what a callback raises: re-raised after the poll
-            self._callback_error = exc
+    def _guarded(self, step: Callable[[Consumer, list[TopicPartition]], None]
+                 ) -> Callable[[Consumer, list[TopicPartition]], None]:
+        """A rebalance callback; confluent-kafka garbles what one raises, so the error is raised after the poll."""
+        def callback(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            try:
+                step(consumer, partitions)
+            except BaseException as exc:
+                self._callback_error = exc
+        return callback
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         committed = consumer.committed(partitions, timeout=30)
@@ -226,13 +231,7 @@ class TableSink:
                     tp.partition, tp.offset, table, tp.offset - 1, earliest)
         return earliest
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        try:
-            self._revoke(partitions)
-        except BaseException as exc:
-            self._callback_error = exc
-
-    def _revoke(self, partitions: list[TopicPartition]) -> None:
+    def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.flush()
         for tp in partitions:
             self._resume.pop((tp.topic, tp.partition), None)

@@ -20,7 +20,7 @@ import pytest
 
 from liqbot.children import SinkProcess, stop_child
 from liqbot.config import Settings
-from streams.history.query import endpoint_file, run_query
+from streams.history.query import endpoint, run_query
 from streams.history.store import PASSWORD_ENV, StoreSettings
 
 # The http kind's ClickHouse server: a test double speaking its HTTP interface over chDB (see its docstring).
@@ -73,12 +73,14 @@ class HistoryStore:
 
     def _serving(self) -> int | None:
         """The pid of the live sink serving SQL on this store (a killed one leaves its file behind)."""
-        try:
-            pid = int(json.loads(endpoint_file(self.settings).read_text())["pid"])
-            os.kill(pid, 0)
-        except (FileNotFoundError, ProcessLookupError, json.JSONDecodeError):
+        found = endpoint(self.settings)
+        if found is None:
             return None
-        return pid
+        try:
+            os.kill(found[0], 0)
+        except ProcessLookupError:
+            return None
+        return found[0]
 
     @property
     def settings(self) -> StoreSettings:

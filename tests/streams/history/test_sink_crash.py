@@ -144,6 +144,16 @@ def test_ten_sigkills_at_ten_thousand_records_a_second_lose_and_repeat_nothing(
     assert stored == kafka
 
 
+def _landed_and_committed(settings: Settings, clients: Clients, history_store: Store, sink: Any,
+                          n: int) -> dict[tuple[str, int], int]:
+    """Waits for `n` rows in ClickHouse and their commit; the group's committed offsets, which sum to `n`."""
+    history_store.wait(TOTAL, n, sink)
+    time.sleep(1.0)  # the commit follows the insert
+    committed = _committed(settings, clients)
+    assert sum(committed.values()) == n
+    return committed
+
+
 def _refuse_inserts(history_store: Store, refuse: bool) -> None:
     """chDB: ClickHouse's own refusal, 'Too many parts', by lowering the limit below the parts there are."""
     for table in TABLES:
@@ -156,10 +166,7 @@ def test_clickhouse_refusing_inserts_holds_the_commits_and_loses_nothing(
     items = _produce_capture(clients)
     records = [record for _, record, _ in items]
     with history_store.sink(settings) as sink:
-        history_store.wait(TOTAL, len(records), sink)
-        time.sleep(1.0)  # the commit follows the insert
-        before = _committed(settings, clients)
-        assert sum(before.values()) == len(records)
+        before = _landed_and_committed(settings, clients, history_store, sink, len(records))
         _refuse_inserts(history_store, True)
         clients.producer.send_all(items)
         clients.producer.drain()
@@ -202,11 +209,8 @@ def test_rows_that_landed_without_their_commit_are_not_written_again(
     items = _produce_capture(clients)
     records = [record for _, record, _ in items]
     with history_store.sink(settings) as sink:
-        history_store.wait(TOTAL, len(records), sink)
-        time.sleep(1.0)
+        committed = _landed_and_committed(settings, clients, history_store, sink, len(records))
         landed = _store_digests(history_store)
-    committed = _committed(settings, clients)
-    assert sum(committed.values()) == len(records)
     _commit_as_the_sink(settings, {tp: offset // 2 for tp, offset in committed.items() if offset})
     assert sum(_committed(settings, clients).values()) < len(records) * 3 // 4
     with history_store.sink(settings) as sink:
@@ -229,9 +233,7 @@ def test_a_server_dropping_connections_holds_the_commits_and_loses_nothing(
     ("lost_reply": the insert landed, the sink saw an error and retries it; its token keeps it from landing twice)."""
     items = _produce_capture(clients)
     with history_store.sink(settings) as sink:
-        history_store.wait(TOTAL, len(items), sink)
-        time.sleep(1.0)
-        before = _committed(settings, clients)
+        before = _landed_and_committed(settings, clients, history_store, sink, len(items))
         history_store.outage(8.0, mode)
         out_until = time.monotonic() + 8.0
         clients.producer.send_all(items)
