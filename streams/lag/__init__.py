@@ -1,0 +1,1 @@
+"""Consumer lag: offsets and times per group, and their trend."""
