@@ -27,20 +27,24 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class TableBatch:
-    """The rows of one insert; `token` names its offsets, so a retried insert of it is deduplicated."""
+    """The rows of one insert; its `token` names their offsets, so a retried insert of it is deduplicated."""
 
     table: str
     rows: pa.Table
-    token: str
+    topic_id: str
+    spans: dict[int, tuple[int, int]]  # partition: the first and last offset of its rows here
+
+    @property
+    def token(self) -> str:
+        """`topic_id:partition:first-last,...` in partition order."""
+        return f"{self.topic_id}:" + ",".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(self.spans.items()))
 
 
-def _token(topic_id: str, partitions: pa.ChunkedArray, offsets: pa.ChunkedArray) -> str:
-    """`topic_id:partition:first-last,...` in partition order (a per-message loop here was the sink's largest
-    Python cost: `liqbot bench sink`)."""
+def _spans(partitions: pa.ChunkedArray, offsets: pa.ChunkedArray) -> dict[int, tuple[int, int]]:
+    """Each partition's first and last offset, by Arrow (a per-message loop was the sink's largest Python cost)."""
     spans = pa.table({"p": partitions, "o": offsets}).group_by("p").aggregate([("o", "min"), ("o", "max")])
-    ordered = spans.sort_by("p").to_pydict()
-    return f"{topic_id}:" + ",".join(f"{p}:{lo}-{hi}" for p, lo, hi in zip(ordered["p"], ordered["o_min"],
-                                                                          ordered["o_max"], strict=True))
+    found = spans.to_pydict()
+    return {p: (lo, hi) for p, lo, hi in zip(found["p"], found["o_min"], found["o_max"], strict=True)}
 
 
 def _kafka_columns(messages: Sequence[Message], topic: str, topic_id: str, schema_id: int) -> list[pa.Array]:
@@ -100,5 +104,5 @@ def build(serde: Serde, table: str, topic: str, topic_id: str,
         names = [c.name for c in columns_for(framed.schema.name)] + _KAFKA_NAMES
         rows = pa.Table.from_arrays(decoded.columns + _kafka_columns(good, topic, topic_id, framed.schema_id),
                                     names=names)
-        batches.append(TableBatch(table, rows, _token(topic_id, rows["_partition"], rows["_offset"])))
+        batches.append(TableBatch(table, rows, topic_id, _spans(rows["_partition"], rows["_offset"])))
     return batches, rejected

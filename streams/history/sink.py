@@ -10,18 +10,19 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import Consumer, KafkaException, Message, TopicCollection, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # (stubs lag the module)
 from tenacity import RetryCallState, Retrying, stop_when_event_set, wait_exponential
 
 from liqbot.config import Settings
 from streams.avro import SerdeError
 from streams.deadletter import DeadLetterSink
 from streams.history.batch import Rejected, TableBatch, build
-from streams.history.landed import Resume, landed_ranges, resume
+from streams.history.landed import Ranges, Resume, landed_ranges, resume
 from streams.metrics import SINK_COMMITS, SINK_INSERT_SECONDS, SINK_RETRIES, SINK_ROWS
 from streams.serde import Serde
 from streams.topics import TopicRegistry
@@ -30,7 +31,16 @@ __all__ = ["SinkConfig", "SinkCounts", "TableSink"]
 
 log = logging.getLogger(__name__)
 
-_OFFSET_INVALID = -1001
+_SETTLE_POLL_S = 0.01
+Ends = dict[tuple[str, int], int]  # (topic, partition): the offset to commit, one past the last written
+
+
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """The insert the writer thread is doing, and the offsets to commit once it is done."""
+
+    done: Future[None]
+    ends: Ends
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,9 +76,13 @@ class TableSink:
         self._config = config
         self._topics = TopicRegistry(settings.kafka)
         self._tables = {self._topics.name(s): s.table for s in self._topics.specs}
+        self._admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
         self._ids = self._topic_ids(list(self._tables))
         self._resume: dict[tuple[str, int], Resume] = {}
         self._pending: list[Message] = []
+        # One insert in flight while the next batch is polled and decoded; commits stay on this thread, in order.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-insert")
+        self._flight: _Flight | None = None
         self._oldest = 0.0
         self._callback_error: BaseException | None = None
         self.counts = SinkCounts()
@@ -81,12 +95,15 @@ class TableSink:
             "client.id": f"{settings.kafka.client_id}-sink", "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "isolation.level": "read_committed",
             "fetch.wait.max.ms": 20,  # a quiet partition must not hold a batch back (freshness)
+            # librdkafka's default (100,000) refills the prefetch queue only after a poll drained it below that: a
+            # batch-sized poll then waits on the fetch each time (2.2 s instead of 0.4 s for 500,000 records here)
+            "queued.min.messages": 1_000_000,
+            "on_commit": self._committed,
         })
 
     def _topic_ids(self, names: list[str]) -> dict[str, str]:
         """Each topic's id: offsets restart when a topic is re-created, its id does not stay the same."""
-        admin = AdminClient({"bootstrap.servers": self._settings.kafka.bootstrap_servers})
-        described = admin.describe_topics(TopicCollection(names))
+        described = self._admin.describe_topics(TopicCollection(names))
         return {name: str(future.result(timeout=30).topic_id) for name, future in described.items()}
 
     def run(self, on_progress: Callable[[SinkCounts], None] | None = None, progress_s: float = 5.0) -> None:
@@ -98,23 +115,32 @@ class TableSink:
                 self._poll()
                 if self._pending and (len(self._pending) >= self._config.batch_rows
                                       or time.monotonic() - self._oldest >= self._config.batch_ms / 1000):
-                    self.flush()
+                    self._dispatch()
+                if self._flight is not None and self._flight.done.done():
+                    self._settle(asynchronous=True)
                 if on_progress is not None and time.monotonic() - last_report >= progress_s:
                     on_progress(self.counts)
                     last_report = time.monotonic()
             self.flush()
+        except BaseException:
+            self.stop.set()  # an insert retrying in the writer gives up: nothing after it is committed
+            raise
         finally:
+            self._writer.shutdown(wait=True)
             self._consumer.close()
 
     def _idle(self) -> bool:
         idle = self._config.idle_exit_s
-        return idle is not None and not self._pending and time.monotonic() - self._last_record >= idle
+        return (idle is not None and not self._pending and self._flight is None
+                and time.monotonic() - self._last_record >= idle)
 
     def _poll(self) -> None:
         room = max(1, self._config.batch_rows - len(self._pending))
         polled = time.monotonic()
         wait = self._config.batch_ms / 1000 if not self._pending else max(
             0.0, self._oldest + self._config.batch_ms / 1000 - polled)
+        if self._flight is not None:
+            wait = min(wait, _SETTLE_POLL_S)  # its commit follows the insert closely
         messages = self._consumer.consume(num_messages=min(room, 100_000), timeout=wait)
         if self._callback_error is not None:
             raise self._callback_error
@@ -139,20 +165,50 @@ class TableSink:
         return known is not None and known.landed(m.offset() or 0)
 
     def flush(self) -> None:
-        """Writes what is pending, then commits it; nothing is committed that is not in ClickHouse."""
+        """Writes what is pending and commits all that is written; nothing is committed that is not in ClickHouse."""
+        self._dispatch()
+        self._settle(asynchronous=False)
+
+    def _dispatch(self) -> None:
+        """Decodes the pending messages here and hands their inserts to the writer, once the one in flight is done."""
         if not self._pending:
             return
-        by_topic: dict[str, list[Message]] = defaultdict(list)
-        for m in self._pending:
-            by_topic[m.topic() or ""].append(m)
-        for topic, messages in by_topic.items():
-            batches, rejected = build(self._serde, self._tables[topic], topic, self._ids[topic], messages)
-            for batch in batches:
-                self._insert(batch)
-            self._dead_letter(rejected)
-        self._dead.flush()  # a dead letter is safe before its offset is committed
-        self._commit(self._pending)
+        batches, ends = self._build(self._pending)
         self._pending = []
+        self._settle(asynchronous=True)
+        self._flight = _Flight(self._writer.submit(self._insert_all, batches), ends)
+
+    def _build(self, messages: list[Message]) -> tuple[list[TableBatch], Ends]:
+        """A table per topic (and writer schema); the rows that have none are dead-lettered (sent, not yet flushed)."""
+        by_topic: dict[str, list[Message]] = defaultdict(list)
+        for m in messages:
+            by_topic[m.topic() or ""].append(m)
+        out: list[TableBatch] = []
+        ends: Ends = {}
+        for topic, group in by_topic.items():
+            batches, rejected = build(self._serde, self._tables[topic], topic, self._ids[topic], group)
+            self._dead_letter(rejected)
+            out.extend(batches)
+            for batch in batches:
+                for partition, (_, last) in batch.spans.items():
+                    ends[(topic, partition)] = max(ends.get((topic, partition), 0), last + 1)
+            for r in rejected:
+                key = (topic, r.message.partition() or 0)
+                ends[key] = max(ends.get(key, 0), (r.message.offset() or 0) + 1)
+        return out, ends
+
+    def _settle(self, *, asynchronous: bool) -> None:
+        """Waits for the insert in flight (raising what it raised), then commits its offsets after its dead letters."""
+        flight, self._flight = self._flight, None
+        if flight is None:
+            return
+        flight.done.result()
+        self._dead.flush()  # a dead letter is safe before its offset is committed
+        self._commit(flight.ends, asynchronous)
+
+    def _insert_all(self, batches: list[TableBatch]) -> None:
+        for batch in batches:
+            self._insert(batch)
 
     def _insert(self, batch: TableBatch) -> None:
         started = time.perf_counter()
@@ -184,16 +240,22 @@ class TableSink:
                             raw=m.value() or b"", key=m.key(), partition=m.partition(), offset=m.offset())
         self.counts.dead_letters += len(rejected)
 
-    def _commit(self, messages: list[Message]) -> None:
-        ends: dict[tuple[str, int], int] = {}
-        for m in messages:
-            ends[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
+    def _commit(self, ends: Ends, asynchronous: bool) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in ends.items()]
         try:
-            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()],
-                                  asynchronous=False)
+            if asynchronous:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # a synchronous one's; its callback says so too
+            log.debug("commit of %d partitions failed: %s", len(offsets), exc)
+
+    def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """Every commit's outcome, called by librdkafka during a poll (or a synchronous commit)."""
+        if error is None:
             SINK_COMMITS.inc()
-        except KafkaException as exc:  # a rebalance took the partitions: the next owner skips what landed
-            log.warning("commit failed (%s); the rows are in ClickHouse and will not be written twice", exc)
+        else:  # a rebalance took the partitions: the next owner skips what landed
+            log.warning("commit failed (%s); the rows are in ClickHouse and will not be written twice", error)
 
     def _guarded(self, step: Callable[[Consumer, list[TopicPartition]], None]
                  ) -> Callable[[Consumer, list[TopicPartition]], None]:
@@ -207,29 +269,48 @@ class TableSink:
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         committed = consumer.committed(partitions, timeout=30)
-        for tp in committed:
-            since = self._since(consumer, tp)
-            ranges = landed_ranges(self._client, self._tables[tp.topic], self._ids[tp.topic], tp.partition, since)
-            plan = self._resume[(tp.topic, tp.partition)] = resume(since, ranges)
-            if plan.start != since or plan.skip:
-                log.warning("%s[%d]: from offset %d ClickHouse holds %s already; reading from %d", tp.topic,
-                            tp.partition, since, ranges, plan.start)
-            tp.offset = plan.start
+        earliest = self._earliest(committed)
+        for topic in sorted({tp.topic for tp in committed}):
+            mine = [tp for tp in committed if tp.topic == topic]
+            for tp, (since, ranges) in zip(mine, self._new_since(topic, mine, earliest), strict=True):
+                plan = self._resume[(tp.topic, tp.partition)] = resume(since, ranges)
+                if plan.start != since or plan.skip:
+                    log.warning("%s[%d]: from offset %d ClickHouse holds %s already; reading from %d", tp.topic,
+                                tp.partition, since, ranges, plan.start)
+                tp.offset = plan.start
         consumer.assign(committed)
 
-    def _since(self, consumer: Consumer, tp: TopicPartition) -> int:
-        """The committed offset when the store holds the row before it; else the earliest Kafka keeps (a new or
-        restored store re-reads what it lacks; the landed ranges keep what it has from being written twice)."""
-        earliest = consumer.get_watermark_offsets(tp, timeout=30)[0]
-        if tp.offset < 0 or tp.offset <= earliest:
-            return earliest
-        table, topic_id = self._tables[tp.topic], self._ids[tp.topic]
-        held = landed_ranges(self._client, table, topic_id, tp.partition, tp.offset - 1)
-        if held and held[0][0] == tp.offset - 1:
-            return int(tp.offset)
-        log.warning("%s[%d]: the group committed %d but %s lacks offset %d: reading again from %d", tp.topic,
-                    tp.partition, tp.offset, table, tp.offset - 1, earliest)
-        return earliest
+    def _earliest(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+        """The earliest offset Kafka keeps of each partition, in one request."""
+        asked = {TopicPartition(tp.topic, tp.partition): OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+                 for tp in partitions}
+        found = self._admin.list_offsets(asked, request_timeout=30)
+        return {(tp.topic, tp.partition): int(future.result(timeout=30).offset) for tp, future in found.items()}
+
+    def _new_since(self, topic: str, partitions: list[TopicPartition],
+                   earliest: dict[tuple[str, int], int]) -> list[tuple[int, Ranges]]:
+        """Per partition, where the store's copy may end: the committed offset when the store holds the row before
+        it, else the earliest Kafka keeps (a new or restored store re-reads what it lacks); and the runs it holds from
+        there, which the landed ranges keep from being written twice."""
+        table, topic_id = self._tables[topic], self._ids[topic]
+        low = {tp.partition: earliest[(topic, tp.partition)] for tp in partitions}
+        committed = {tp.partition: int(tp.offset) for tp in partitions if tp.offset > low[tp.partition]}
+        held = landed_ranges(self._client, table, topic_id, {p: committed.get(p, low[p] + 1) - 1 for p in low})
+        lacking = {p: low[p] for p, c in committed.items() if not held[p] or held[p][0][0] != c - 1}
+        for p in sorted(lacking):
+            log.warning("%s[%d]: the group committed %d but %s lacks offset %d: reading again from %d", topic, p,
+                        committed[p], table, committed[p] - 1, low[p])
+        if lacking:
+            held.update(landed_ranges(self._client, table, topic_id, lacking))
+        out: list[tuple[int, Ranges]] = []
+        for tp in partitions:
+            p = tp.partition
+            if p not in committed or p in lacking:
+                out.append((low[p], held[p]))
+                continue
+            (_, last), rest = held[p][0], held[p][1:]  # the run through the row before the committed offset
+            out.append((committed[p], ([(committed[p], last)] if last >= committed[p] else []) + rest))
+        return out
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.flush()
