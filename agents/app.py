@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,9 +28,11 @@ from agents import AGENTS
 from agents.chain import Chain, Step, chains
 from agents.changelog import StateChangelog
 from agents.codec import AgentCodec
+from agents.control import WorkerControls
 from agents.live import live_execute_agent
-from agents.partitions import SNAPSHOT_EVERY_S, PartitionStates
-from agents.pauses import GcPauses
+from agents.metrics import GC_PAUSE_SECONDS, PROCESS_SECONDS, SNAPSHOT_SECONDS, WORKER, TimedScorer, decided
+from agents.partitions import SNAPSHOT_EVERY_S, PartitionStates, Slot
+from agents.pauses import GcPauses, Pauses
 from agents.runner import Agent, Handler, Runner
 from decision.features import FeatureEngine
 from decision.paper import PaperAccount, PaperConfig, PaperVenue
@@ -65,6 +67,7 @@ DECIDE_INPUTS = ("predictions", "market.liquidations", "market.top_of_book", "ma
 EXECUTE_INPUTS = ("orders.intents", "orders.cancels", "market.trades", "market.top_of_book", "market.tickers",
                   "market.funding")
 _MARKET = Liquidation | Trade | TopOfBook | BookUpdate | Ticker
+_OBEY_EVERY_S = 0.1  # a kill switch reaches every partition's decisions within this of being read
 _SAVE_CHECK_S = 0.1  # one snapshot per check at most: a round of all partitions at once would stall the agents
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -97,7 +100,8 @@ class _Runtime:
     symbols: dict[str, Callable[[], set[tuple[str, str]]]] = field(default_factory=dict)  # agent -> its symbols
     counts: dict[str, Callable[[], Counter[str]]] = field(default_factory=dict)  # agent -> its step's counts
     timers: list[tuple[float, Callable[[], None]]] = field(default_factory=list)  # work on the reader's thread
-    gc: GcPauses = field(default_factory=GcPauses)
+    controls: WorkerControls | None = None  # the safety controls, when this worker decides
+    gc: GcPauses = field(default_factory=lambda: GcPauses(lambda generation: GC_PAUSE_SECONDS.labels(str(generation))))
 
     def states(self, name: str) -> list[Any]:
         """The states, one per owned partition, of the agent `name`."""
@@ -107,12 +111,13 @@ class _Runtime:
     def status(self, runner: Runner) -> dict[str, Any]:
         """What this worker owns and did: for operators (`data_dir/status.json`) and the scaling tests."""
         assigned = sorted({p for _, p in runner.assigned})  # the same numbers in every topic (range assignor)
-        return {"pid": os.getpid(), "partitions": assigned, "counts": dict(sorted(self.codec.counts.items())),
+        return {"pid": os.getpid(), "partitions": assigned, "counts": self.codec.report(),
                 "symbols": {name: sorted("/".join(key) for key in held()) for name, held in self.symbols.items()},
                 "applied": {step.name: step.applied for step in self.steps},
                 "snapshots": {agent.name: {**agent.states.pauses.report(), "last_bytes": agent.states.last_bytes}
                               for _, agent in self.agents},
                 "gc": self.gc.report(),
+                "controls": self.controls.report() if self.controls is not None else None,
                 "steps": {name: dict(sorted(counts().items())) for name, counts in self.counts.items()}}
 
 
@@ -156,6 +161,7 @@ def build_app(settings: Settings, options: AgentOptions) -> faust.App:
     for every_s, call in rt.timers:
         runner.every(every_s, call)
     runner.every(_SAVE_CHECK_S, runner.save)
+    runner.every(1.0, clients.producer.poll)  # delivery reports (liqbot_records_produced_total) while outputs pause
     status_path = options.data_dir / "status.json"
 
     def status() -> None:
@@ -176,10 +182,14 @@ def build_app(settings: Settings, options: AgentOptions) -> faust.App:
             gc.collect()
             gc.freeze()
             rt.gc.install()
+            if rt.controls is not None:
+                rt.controls.start()  # the control topic folded first: a kill switch in force holds from the start
             runner.start()
 
         async def on_stop(self) -> None:
             await asyncio.get_running_loop().run_in_executor(None, runner.stop)
+            if rt.controls is not None:
+                rt.controls.stop()
 
     return app
 
@@ -202,7 +212,9 @@ def _features_agent(rt: _Runtime) -> None:
 def _predict_agent(rt: _Runtime) -> None:
     registry = ModelRegistry(rt.options.models_dir) if rt.options.models_dir else ModelRegistry()
     served = ServedModel(registry)  # no usable model: the worker does not start (it must not trade on nothing)
-    step = PredictStep(lambda: served.scorer)
+    WORKER.models.append(served)
+    scorer = TimedScorer(served)
+    step = PredictStep(lambda: scorer)
     log.info("predict agent serving model %s", served.version)
     rt.counts["predict"] = lambda: step.counts + served.scorer.counts
 
@@ -223,24 +235,43 @@ def _decide_agent(rt: _Runtime) -> None:
     equity = rt.options.starting_equity
 
     def handle(step: DecideStep, record: AvroRecord) -> Sequence[AvroRecord]:
-        return step.on_record(record)
+        return step.on_record(record, decided)
 
     _step(rt, "decide", DECIDE_INPUTS, ("orders.intents", "orders.cancels"), handle, merge=True,
           factory=lambda: DecideStep(config, AccountRisk(equity)), version="decide:1")
     rt.symbols["decide"] = lambda: {k for step in rt.states("decide") for k in step.symbols}
     rt.counts["decide"] = lambda: sum((step.counts for step in rt.states("decide")), Counter())
+    WORKER.decide_states.append(lambda: rt.states("decide"))
 
     def dead_man() -> None:
         """Wall time only enters here: a partition silent for longer than the timeout cancels its orders."""
         now = time.monotonic()
-        for chain, agent in rt.agents:
-            for slot in list(agent.states.slots.values()):
-                for step in chain.states_of("decide", [slot.state]):
-                    cancels = step.on_clock(int((now - slot.last_event_at) * 1e9))
-                    for record in chain.spread(slot.state, cancels):  # execute, if chained, takes them here
-                        rt.codec.send(record)
+        for chain, slot, step in _decide_states(rt):
+            _spread(rt, chain, slot, step.on_clock(int((now - slot.last_event_at) * 1e9)))
+
+    controls = rt.controls = WorkerControls(rt.codec.clients)
+
+    def obey() -> None:
+        """The operator's kill switch (or the dead-man switch's) applied to every partition's decisions."""
+        state = controls.tick()
+        for chain, slot, step in _decide_states(rt):
+            _spread(rt, chain, slot, step.on_kill(state.kill_reason, state.kill_command_id, time.time_ns()))
 
     rt.timers.append((1.0, dead_man))
+    rt.timers.append((_OBEY_EVERY_S, obey))
+
+
+def _decide_states(rt: _Runtime) -> Iterator[tuple[Chain, Slot[Any], DecideStep]]:
+    for chain, agent in rt.agents:
+        for slot in list(agent.states.slots.values()):
+            for step in chain.states_of("decide", [slot.state]):
+                yield chain, slot, step
+
+
+def _spread(rt: _Runtime, chain: Chain, slot: Slot[Any], records: Sequence[AvroRecord]) -> None:
+    """Records a timer made for one partition's decide state: sent, and to execute too if it is chained."""
+    for record in chain.spread(slot.state, records, maker="decide"):
+        rt.codec.send(record)
 
 
 def _execute_agent(rt: _Runtime) -> None:
@@ -262,7 +293,8 @@ def _step(rt: _Runtime, name: str, inputs: Sequence[str], outputs: Sequence[str]
     """An agent's logic over the registry's topics `inputs`; `merge` feeds it in event-time order."""
     topic = rt.codec.topic
     rt.steps.append(Step(name, tuple(map(topic, inputs)), frozenset(map(topic, outputs)), factory, version, handle,
-                         merge))
+                         merge, timer=PROCESS_SECONDS.labels(name)))
+    WORKER.flows.append(rt.steps[-1])
 
 
 def _agent(rt: _Runtime, chain: Chain) -> Agent[list[Any]]:
@@ -271,8 +303,8 @@ def _agent(rt: _Runtime, chain: Chain) -> Agent[list[Any]]:
     changelog.ensure()
     states: PartitionStates[list[Any]] = PartitionStates(
         changelog, chain.new, version=chain.version, every_s=rt.options.snapshot_every_s,
-        sources=chain.inputs if chain.merge else ())
-    return Agent(chain.name, chain.inputs, states, chain.handle, chain.merge)
+        sources=chain.inputs if chain.merge else (), pauses=Pauses(SNAPSHOT_SECONDS.labels(chain.name)))
+    return Agent(chain.name, chain.inputs, states, chain.handle, chain.merge, chain.reject)
 
 
 _BUILDERS: dict[str, Callable[[_Runtime], None]] = {

@@ -10,6 +10,7 @@ always hold the same offsets and a restart folds the same records into all of th
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,12 +19,14 @@ from typing import Any, Generic, TypeVar
 from agents.runner import Handler
 from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
+from streams.metrics import HotHistogramChild
 
 __all__ = ["Chain", "Step", "chains"]
 
 S = TypeVar("S")
 
 _MAX_CAUSED = 10_000  # records one input may cause in a chain: more means members that feed each other forever
+_UNTIMED = 63  # a step's n-th record of a topic is timed when n & _UNTIMED == 0: one in 64 (two clock reads)
 
 
 @dataclass
@@ -38,7 +41,18 @@ class Step(Generic[S]):
     version: str  # state written by other code (another feature spec, say) is not loaded
     handle: Handler[S]
     merge: bool  # fold its inputs in event-time order across topics (streams/merge.py)
-    applied: int = 0  # records handed to it (status.json; `liqbot bench agents`)
+    timer: HotHistogramChild | None = None  # the process-time histogram of the sampled records (agents/metrics.py)
+    fed: dict[str, int] = field(init=False)  # records handed to it, by topic
+    made: dict[str, int] = field(default_factory=dict)  # records it made, by topic
+    errors: int = 0  # inputs it could not be given: they failed to decode and were dead-lettered
+
+    def __post_init__(self) -> None:
+        self.fed = dict.fromkeys(self.inputs, 0)
+
+    @property
+    def applied(self) -> int:
+        """Records handed to it (status.json; `liqbot bench agents`)."""
+        return sum(self.fed.values())
 
 
 @dataclass
@@ -83,26 +97,51 @@ class Chain:
             topic = self.topic_of(given)
             for step, state in zip(self.steps, states, strict=True):
                 if topic in step.inputs:
-                    step.applied += 1
-                    made = step.handle(state, given)
-                    out.extend(made)
-                    queue.extend(made)
+                    fed = step.fed[topic] = step.fed[topic] + 1
+                    made = step.handle(state, given) if fed & _UNTIMED else _timed(step, state, given)
+                    if made:
+                        self._count(step, made)
+                        out.extend(made)
+                        queue.extend(made)
             if len(out) > _MAX_CAUSED:
                 raise LiqbotError(f"chain {self.name}: {record.SCHEMA} {getattr(record, 'event_id', '')} caused "
                                   f"over {_MAX_CAUSED} records; its members feed each other without end")
         return out
 
-    def spread(self, states: list[Any], made: Sequence[AvroRecord]) -> list[AvroRecord]:
-        """Records a member made outside any input (a timer's), and every record they cause in the chain."""
+    def spread(self, states: list[Any], made: Sequence[AvroRecord], *, maker: str | None = None) -> list[AvroRecord]:
+        """Records a member (`maker`, counted) made outside any input (a timer's), and every record they cause."""
+        for step in self.steps:
+            if step.name == maker:
+                self._count(step, made)
         out = list(made)
         for record in made:
             out.extend(self.handle(states, record))
         return out
 
+    def reject(self, topic: str) -> None:
+        """An input of `topic` failed to decode (dead-lettered): an error of each member that reads it."""
+        for step in self.steps:
+            if topic in step.inputs:
+                step.errors += 1
+
+    def _count(self, step: Step[Any], made: Sequence[AvroRecord]) -> None:
+        for record in made:
+            topic = self.topic_of(record)
+            step.made[topic] = step.made.get(topic, 0) + 1
+
     def states_of(self, name: str, slots: Sequence[list[Any]]) -> list[Any]:
         """The states of step `name` in these slot states (none when it is not a member)."""
         index = next((i for i, step in enumerate(self.steps) if step.name == name), None)
         return [] if index is None else [state[index] for state in slots]
+
+
+def _timed(step: Step[S], state: S, record: AvroRecord) -> Sequence[AvroRecord]:
+    if step.timer is None:
+        return step.handle(state, record)
+    started = time.perf_counter()
+    made = step.handle(state, record)
+    step.timer.observe(time.perf_counter() - started)
+    return made
 
 
 def chains(steps: Sequence[Step[Any]], topic_of: Callable[[AvroRecord], str]) -> list[Chain]:

@@ -8,6 +8,7 @@ from collections import Counter
 from schemas.records import AvroRecord
 from streams.avro import SerdeError
 from streams.clients import Clients
+from streams.metrics import RECORDS_CONSUMED, SERDE_ERRORS, HotCounterChild
 
 __all__ = ["AgentCodec"]
 
@@ -25,7 +26,8 @@ class AgentCodec:
         self.clients = clients
         self._names = {spec.schema: clients.topics.name(spec) for spec in clients.topics.specs
                        if spec.name != "deadletter"}
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # dead_lettered, sent:<schema>
+        self._consumed: dict[str, HotCounterChild] = {}  # RECORDS_CONSUMED by topic, looked up once per topic
 
     def decode(self, topic: str, payload: bytes | None, key: bytes | None, partition: int,
                offset: int) -> AvroRecord | None:
@@ -34,11 +36,20 @@ class AgentCodec:
             record = self.clients.serde.decode(topic, payload or b"")
         except SerdeError as exc:
             self.counts["dead_lettered"] += 1
+            SERDE_ERRORS.labels(topic, "decode").inc()
             self.clients.dead_letters.send(source=topic, stage="agent-decode", error=exc, raw=payload or b"",
                                            key=key, partition=partition, offset=offset)
             return None
-        self.counts["consumed"] += 1
+        consumed = self._consumed.get(topic)
+        if consumed is None:
+            consumed = self._consumed[topic] = RECORDS_CONSUMED.labels(topic)
+        consumed.value += 1
         return record
+
+    def report(self) -> dict[str, int]:
+        """For status.json: records consumed (decoded), dead-lettered, and sent by schema."""
+        consumed = sum(child.value for child in list(self._consumed.values()))
+        return dict(sorted({**self.counts, "consumed": consumed}.items()))
 
     def send(self, record: AvroRecord) -> None:
         """Produce to the topic that carries the record's schema, keyed like every market topic."""

@@ -13,6 +13,7 @@ from typing import Any
 import faust
 
 from agents.codec import AgentCodec
+from agents.metrics import WORKER, Flow
 from schemas.records import Instrument, OrderCancel, OrderIntent
 from streams.bybit.private_parse import rejected_event
 from streams.bybit.private_venue import LiveVenue
@@ -27,16 +28,26 @@ LIVE_INPUTS = ("orders.intents", "orders.cancels", "market.instruments")
 def live_execute_agent(app: faust.App, codec: AgentCodec, venue: LiveVenue, raw: dict[str, Any]) -> None:
     """Register the agent, and a task that holds the venue open and publishes its order events."""
     topic = app.topic(*(codec.topic(t) for t in LIVE_INPUTS), **raw)
+    flow = Flow("execute")
+    WORKER.flows.append(flow)
+
+    def send(event: Any) -> None:
+        codec.send(event)
+        flow.gave(codec.topic_of(event))
 
     @app.agent(topic, name="execute-live")
     async def execute_live(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
             record = codec.decode(msg.topic, msg.value, msg.key, msg.partition, msg.offset)
+            if record is None:
+                flow.errors += 1
+                continue
+            flow.took(msg.topic)
             if isinstance(record, Instrument) and record.venue == venue.venue:
                 venue.instruments[record.symbol] = record
             elif isinstance(record, OrderIntent):
-                codec.send(await _place(venue, record))
+                send(await _place(venue, record))
             elif isinstance(record, OrderCancel) and record.venue == venue.venue:
                 cancelled = await venue.cancel_all(record.symbol)
                 log.warning("cancelled %d orders of %s: %s", len(cancelled), record.symbol, record.reason)
@@ -45,7 +56,7 @@ def live_execute_agent(app: faust.App, codec: AgentCodec, venue: LiveVenue, raw:
         async with venue:
             log.warning("LIVE trading on %s", venue.venue)
             async for order_event in venue.events():
-                codec.send(order_event)
+                send(order_event)
 
     app.task(hold_venue)
 

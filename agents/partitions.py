@@ -57,14 +57,14 @@ class PartitionStates(Generic[S]):
     """Slots of the partitions this worker owns; `snapshot_due` saves those whose interval has passed."""
 
     def __init__(self, changelog: StateChangelog, factory: Callable[[], S], *, version: str, every_s: float,
-                 sources: Sequence[str] = ()) -> None:
+                 sources: Sequence[str] = (), pauses: Pauses | None = None) -> None:
         self._changelog = changelog
         self._sources = sources  # the input topics a slot's event-time merge waits on, in tie-break order
         self._factory = factory
         self._version = version  # state written by other code (another feature spec, say) is not loaded
         self._every_s = every_s
         self.slots: dict[int, Slot[S]] = {}
-        self.pauses = Pauses()  # snapshots pickle on the reader's thread: it waits for them (status.json)
+        self.pauses = pauses or Pauses()  # snapshots pickle on the reader's thread: it waits for them (status.json)
         self.last_bytes = 0  # size of the newest snapshot
 
     def slot(self, partition: int) -> Slot[S]:

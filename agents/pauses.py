@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from streams.metrics import HotHistogramChild
 
 __all__ = ["GcPauses", "Pauses"]
 
 
 @dataclass
 class Pauses:
-    """How many pauses of one kind, and their mean and longest."""
+    """How many pauses of one kind, and their mean and longest; each also to a histogram when given one."""
 
+    histogram: HotHistogramChild | None = None
     count: int = 0
     total_s: float = 0.0
     max_s: float = 0.0
@@ -22,6 +26,8 @@ class Pauses:
         self.count += 1
         self.total_s += seconds
         self.max_s = max(self.max_s, seconds)
+        if self.histogram is not None:
+            self.histogram.observe(seconds)
 
     def report(self) -> dict[str, float]:
         mean_ms = self.total_s / self.count * 1e3 if self.count else 0.0
@@ -32,6 +38,7 @@ class Pauses:
 class GcPauses:
     """Collections per generation, timed from `gc.callbacks` while installed."""
 
+    histogram: Callable[[int], HotHistogramChild | None] = lambda generation: None  # a generation's histogram
     generations: dict[int, Pauses] = field(default_factory=dict)
     _started: float = 0.0
 
@@ -42,7 +49,11 @@ class GcPauses:
         if phase == "start":
             self._started = time.perf_counter()
             return
-        self.generations.setdefault(int(info["generation"]), Pauses()).add(time.perf_counter() - self._started)
+        elapsed_s, generation = time.perf_counter() - self._started, int(info["generation"])
+        pauses = self.generations.get(generation)
+        if pauses is None:
+            pauses = self.generations[generation] = Pauses(self.histogram(generation))
+        pauses.add(elapsed_s)
 
     def report(self) -> dict[str, dict[str, float]]:
         return {f"gen{n}": pauses.report() for n, pauses in sorted(self.generations.items())}

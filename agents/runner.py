@@ -47,6 +47,7 @@ class Agent(Generic[S]):
     states: PartitionStates[S]
     handle: Handler[S]
     merge: bool  # feed it in event-time order across its inputs (streams/merge.py)
+    failed: Callable[[str], None] = lambda topic: None  # an input of this topic was dead-lettered (counted)
 
 
 @dataclass
@@ -163,6 +164,8 @@ class Runner(threading.Thread):
         if record is not None:
             for out in agent.handle(slot.state, record):
                 self.codec.send(out)
+        else:
+            agent.failed(topic)
         agent.states.done(slot, topic, offset)
 
     def _idle(self, partition: int) -> Callable[[Any], bool]:

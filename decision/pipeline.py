@@ -19,7 +19,7 @@ from typing import Protocol
 
 from decision.paper import PaperAccount, PaperConfig, PaperVenue, VenueRecord
 from decision.risk import AccountRisk, SymbolKey
-from decision.strategy import StrategyConfig, SymbolStrategy, decide
+from decision.strategy import Decision, StrategyConfig, SymbolStrategy, decide
 from schemas.records import (
     FeatureVector,
     FundingRate,
@@ -36,7 +36,7 @@ from schemas.records import (
     Trade,
 )
 
-__all__ = ["DecideStep", "ExecuteStep", "PredictStep", "Predictor"]
+__all__ = ["DecideStep", "DecisionHook", "ExecuteStep", "PredictStep", "Predictor"]
 
 log = logging.getLogger(__name__)
 # Per symbol, at least this many of the newest tops a prediction may still be joined with. Live a prediction
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 # time ahead of the predictions.
 _TOPS_KEPT = 4096
 _TRIGGERS_KEPT = 4096
+
+
+DecisionHook = Callable[[Decision, Liquidation], None]  # each decision and its trigger, as it is made (metrics)
 
 
 class Predictor(Protocol):
@@ -139,18 +142,18 @@ class DecideStep:
             state = self.symbols[key] = SymbolStrategy.new(venue, symbol, self.config.risk)
         return state
 
-    def on_record(self, record: object) -> list[OrderIntent | OrderCancel]:
-        """Fold one record; returns the intents and cancel requests it caused."""
+    def on_record(self, record: object, on_decision: DecisionHook | None = None) -> list[OrderIntent | OrderCancel]:
+        """Fold one record; returns the intents and cancel requests it caused (each decision also to `on_decision`)."""
         if isinstance(record, Prediction):
             self.waiting[record.event_id] = record
-            return self._ready(record.venue, record.symbol)
+            return self._ready(record.venue, record.symbol, on_decision)
         if isinstance(record, OrderEvent):
             self.symbol(record.venue, record.symbol).on_order_event(record, self.account, self.config.risk)
             return []
         if isinstance(record, Position):
             return self._position(record)
         if isinstance(record, Liquidation | TopOfBook | Trade | Instrument | Ticker):
-            return self._market(record)
+            return self._market(record, on_decision)
         self.counts["ignored"] += 1
         return []
 
@@ -172,7 +175,20 @@ class DecideStep:
                 out.append(_cancel(state, heartbeat + idle_ns, 0, f"dead-man:{heartbeat}", reason))
         return out
 
-    def _market(self, record: Liquidation | TopOfBook | Trade | Instrument | Ticker) -> list[OrderIntent | OrderCancel]:
+    def on_kill(self, reason: str | None, command_id: str | None, now_ns: int) -> list[OrderIntent | OrderCancel]:
+        """The operator's kill switch as now in force: engaged, every symbol's resting orders are cancelled and the
+        risk gate refuses every intent until it is cleared (None)."""
+        if self.account.kill_switch == reason:
+            return []
+        self.account.set_kill_switch(reason)
+        if reason is None:
+            return []
+        # at each symbol's own event time, as the dead-man's cancels: the paper venue's clock is event time
+        return [_cancel(s, s.risk.heartbeat_ns or now_ns, 0, f"kill:{command_id}", f"kill switch: {reason}")
+                for s in self.symbols.values()]
+
+    def _market(self, record: Liquidation | TopOfBook | Trade | Instrument | Ticker,
+                on_decision: DecisionHook | None) -> list[OrderIntent | OrderCancel]:
         state = self.symbol(record.venue, record.symbol)
         out: list[OrderIntent | OrderCancel] = []
         reason = state.on_record(record, self.config.risk)
@@ -184,7 +200,7 @@ class DecideStep:
             self.triggers[record.event_id] = record
             if len(self.triggers) > _TRIGGERS_KEPT:
                 del self.triggers[next(iter(self.triggers))]
-        return out + self._ready(record.venue, record.symbol)
+        return out + self._ready(record.venue, record.symbol, on_decision)
 
     def _position(self, position: Position) -> list[OrderIntent | OrderCancel]:
         halted = self.account.on_position(position, self.config.risk)
@@ -193,7 +209,7 @@ class DecideStep:
         return [_cancel(s, position.ts_event_ns, 0, f"halt:{position.event_id}", halted)
                 for s in self.symbols.values()]
 
-    def _ready(self, venue: str, symbol: str) -> list[OrderIntent | OrderCancel]:
+    def _ready(self, venue: str, symbol: str, on_decision: DecisionHook | None) -> list[OrderIntent | OrderCancel]:
         """Decide every waiting prediction of the symbol whose trigger and book are now known."""
         out: list[OrderIntent | OrderCancel] = []
         for event_id, prediction in list(self.waiting.items()):
@@ -210,6 +226,10 @@ class DecideStep:
             decision = decide(state, self.account, prediction, trigger, self.config)
             state.top = newest
             self.counts[decision.code] += 1
+            for rule in decision.rules:
+                self.counts[f"refused:{rule}"] += 1
+            if on_decision is not None:
+                on_decision(decision, trigger)
             if decision.intent is not None:
                 out.append(decision.intent)
         return out

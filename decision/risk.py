@@ -22,13 +22,14 @@ from decision.windows import WindowSums
 from schemas.records import FundingRate, Instrument, Liquidation, OpenInterest, Position, Side
 
 __all__ = [
-    "AccountRisk", "Proposal", "RiskLimits", "SymbolKey", "SymbolRisk", "TimedRecord", "cancel_all_reason",
+    "AccountRisk", "Proposal", "Refusal", "RiskLimits", "SymbolKey", "SymbolRisk", "TimedRecord", "cancel_all_reason",
     "check_circuit_breaker", "check_correlated_exposure", "check_drawdown", "check_gates", "check_heartbeat",
     "check_kill_switch", "check_liquidation_buffer", "check_live_orders", "check_max_position", "check_order",
-    "drawdown_warning", "order_notional",
+    "drawdown_warning", "gate_refusals", "order_notional", "order_refusals",
 ]
 
 SymbolKey = tuple[str, str]  # (venue, symbol)
+Refusal = tuple[str, str]  # (rule name, why): the names are a fixed set, fit for counting by
 TimedRecord = MarketRecord | Instrument | FundingRate | OpenInterest
 _NS_PER_MS = 1_000_000
 
@@ -213,11 +214,17 @@ def check_circuit_breaker(symbol: SymbolRisk, now_ns: int) -> str | None:
     return None
 
 
+def gate_refusals(account: AccountRisk, symbol: SymbolRisk, now_ns: int, limits: RiskLimits) -> list[Refusal]:
+    """Every gate that refuses, by rule name, in a fixed order."""
+    found = (("kill_switch", check_kill_switch(account)), ("drawdown", check_drawdown(account, limits)),
+             ("heartbeat", check_heartbeat(symbol, now_ns, limits)),
+             ("circuit_breaker", check_circuit_breaker(symbol, now_ns)))
+    return [(rule, reason) for rule, reason in found if reason is not None]
+
+
 def check_gates(account: AccountRisk, symbol: SymbolRisk, now_ns: int, limits: RiskLimits) -> list[str]:
     """Every gate that refuses, in a fixed order."""
-    found = (check_kill_switch(account), check_drawdown(account, limits), check_heartbeat(symbol, now_ns, limits),
-             check_circuit_breaker(symbol, now_ns))
-    return [reason for reason in found if reason is not None]
+    return [reason for _, reason in gate_refusals(account, symbol, now_ns, limits)]
 
 
 def cancel_all_reason(account: AccountRisk, symbol: SymbolRisk, now_ns: int, limits: RiskLimits) -> str | None:
@@ -277,11 +284,18 @@ def check_correlated_exposure(proposal: Proposal, account: AccountRisk, limits: 
     return None
 
 
+def order_refusals(proposal: Proposal, account: AccountRisk, limits: RiskLimits) -> list[Refusal]:
+    """Every order check that refuses, by rule name, in a fixed order."""
+    found = (("live_orders", check_live_orders(proposal, account, limits)),
+             ("max_position", check_max_position(proposal, account, limits)),
+             ("correlated_exposure", check_correlated_exposure(proposal, account, limits)),
+             ("liquidation_buffer", check_liquidation_buffer(proposal, limits)))
+    return [(rule, reason) for rule, reason in found if reason is not None]
+
+
 def check_order(proposal: Proposal, account: AccountRisk, limits: RiskLimits) -> list[str]:
     """Every order check that refuses, in a fixed order."""
-    found = (check_live_orders(proposal, account, limits), check_max_position(proposal, account, limits),
-             check_correlated_exposure(proposal, account, limits), check_liquidation_buffer(proposal, limits))
-    return [reason for reason in found if reason is not None]
+    return [reason for _, reason in order_refusals(proposal, account, limits)]
 
 
 def order_notional(account: AccountRisk, key: SymbolKey, side: Side, fraction: float, limits: RiskLimits) -> float:

@@ -27,10 +27,10 @@ from decision.risk import (
     SymbolKey,
     SymbolRisk,
     TimedRecord,
-    check_gates,
-    check_order,
     drawdown_warning,
+    gate_refusals,
     order_notional,
+    order_refusals,
 )
 from schemas.records import (
     ArmPrediction,
@@ -70,6 +70,7 @@ class Decision:
     reason: str | None = None
     warnings: tuple[str, ...] = ()
     draws: tuple[tuple[str, float], ...] = ()  # (arm key, sampled reward) of every eligible arm
+    rules: tuple[str, ...] = ()  # the risk rules that refused (codes risk_gate, risk_order), by name
 
 
 @dataclass
@@ -154,8 +155,9 @@ class _Decider:
         refusal = self._prediction_refusal() or self._market_refusal()
         if refusal is not None:
             return Decision(intent=None, code=refusal[0], reason=refusal[1])
-        if reasons := check_gates(self.account, self.state.risk, self.prediction.ts_event_ns, self.config.risk):
-            return Decision(intent=None, code="risk_gate", reason="; ".join(reasons))
+        if refusals := gate_refusals(self.account, self.state.risk, self.prediction.ts_event_ns, self.config.risk):
+            return Decision(intent=None, code="risk_gate", reason="; ".join(r for _, r in refusals),
+                            rules=tuple(rule for rule, _ in refusals))
         eligible = [a for a in self.prediction.arms
                     if a.expected_net_return > 0 and a.fill_probability >= self.config.min_fill_probability]
         if not eligible:
@@ -209,8 +211,9 @@ class _Decider:
                                    f"(notional {notional:,.2f} allowed)")
         proposal = Proposal(venue=state.venue, symbol=state.symbol, side=side, price=float(price),
                             size=float(size), mid=mid)
-        if reasons := check_order(proposal, self.account, config.risk):
-            return Decision(intent=None, code="risk_order", reason="; ".join(reasons), draws=draws)
+        if refusals := order_refusals(proposal, self.account, config.risk):
+            return Decision(intent=None, code="risk_order", reason="; ".join(r for _, r in refusals), draws=draws,
+                            rules=tuple(rule for rule, _ in refusals))
         warning = drawdown_warning(self.account, config.risk)
         return Decision(intent=self._intent(chosen, side, price, size), code="intent", draws=draws,
                         warnings=(warning,) if warning else ())

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from liqbot import history_commands, stream_commands
+from liqbot import control_commands, history_commands, stream_commands
 from liqbot.config import Settings
 from liqbot.data import REPO
 from liqbot.errors import LiqbotError
@@ -127,9 +127,10 @@ def _agents(args: argparse.Namespace, settings: Settings) -> int:
     options = AgentOptions(data_dir=settings.broker.home / "agents", agents=tuple(args.agents.split(",")),
                            models_dir=Path(args.models) if args.models else None,
                            snapshot_every_s=args.snapshot_every, status_every_s=args.status_every,
-                           live=_live_venue(args) if args.live else None)
-    return run_worker(stream_commands.ensure_services(args, settings), options,
-                      loglevel="info" if args.verbose else "warning")
+                           model_refresh_s=args.model_refresh, live=_live_venue(args) if args.live else None)
+    settings = stream_commands.ensure_services(args, settings)
+    stream_commands.serve_metrics(args, "agents")
+    return run_worker(settings, options, loglevel="info" if args.verbose else "warning")
 
 
 def _live_venue(args: argparse.Namespace) -> LiveVenue:
@@ -162,6 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     _stream_commands(sub, remote)
     _agent_commands(sub, remote)
     history_commands.add_commands(sub, remote)
+    _lag_commands(sub, remote)
+    control_commands.add_commands(sub, remote)
     _dev_commands(sub, remote)
     _training_commands(sub)
     return parser
@@ -182,6 +185,12 @@ def _platform_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None
 
     topics = sub.add_parser("topics", parents=[remote], help="create the registry's topics (idempotent), list them")
     topics.set_defaults(func=_topics)
+
+
+def _lag_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
+    from liqbot import lag_commands
+
+    lag_commands.add_commands(sub, remote)
 
 
 def _stream_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
@@ -209,11 +218,12 @@ def _stream_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     live.add_argument("--rest-url", help="REST base URL (default: api.bybit.com or fapi.binance.com)")
     live.add_argument("--no-rest", action="store_true", help="skip the instruments request")
     live.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
-    live.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
 
-    ing = sub.add_parser("ingest", parents=[remote, live], help="the live public stream into Kafka")
+    metrics = stream_commands.metrics_options()
+    ing = sub.add_parser("ingest", parents=[remote, live, metrics], help="the live public stream into Kafka")
     ing.set_defaults(func=stream_commands.ingest)
-    rec = sub.add_parser("record", parents=[remote, live], help="like ingest, and write every raw frame to a file")
+    rec = sub.add_parser("record", parents=[remote, live, metrics],
+                         help="like ingest, and write every raw frame to a file")
     rec.add_argument("--out", required=True, help="capture file (zstandard JSON lines; replay-capture reads it)")
     rec.set_defaults(func=stream_commands.ingest)
 
@@ -227,7 +237,7 @@ def _agent_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     from agents import AGENTS
     from agents.partitions import SNAPSHOT_EVERY_S
 
-    agents = sub.add_parser("agents", parents=[remote],
+    agents = sub.add_parser("agents", parents=[remote, stream_commands.metrics_options()],
                             help="the agents: market topics to features, predictions and orders")
     agents.add_argument("action", choices=["worker"], help="worker: one worker of the group (run more to scale)")
     agents.add_argument("--models", help="model registry directory (default: training/models, committed)")
@@ -239,6 +249,8 @@ def _agent_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
                              "this much again (default: %(default)s)")
     agents.add_argument("--status-every", type=float, default=1.0, metavar="SECONDS",
                         help="how often the worker rewrites its status file (LIQBOT_HOME/agents/status.json)")
+    agents.add_argument("--model-refresh", type=float, default=30.0, metavar="SECONDS",
+                        help="how often the predict agent looks for a new CURRENT model (default: %(default)s)")
     agents.add_argument("--live", action="store_true",
                         help="send intents to Bybit (keys: LIQBOT_BYBIT_API_KEY, LIQBOT_BYBIT_API_SECRET); "
                              "default: the paper venue")

@@ -43,10 +43,7 @@ def sink(args: argparse.Namespace, settings: Settings) -> int:
     applied = apply_migrations(client)
     print(f"sink: {store.where}; migrations applied now: {', '.join(applied) or 'none (up to date)'}",
           file=sys.stderr)
-    if args.metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(args.metrics_port, addr="127.0.0.1")
+    stream_commands.serve_metrics(args, "sink")
     config = SinkConfig(group_id=args.group, instance_id=args.instance, batch_rows=args.batch_rows,
                         batch_ms=args.batch_ms, idle_exit_s=args.until_idle)
     table_sink = TableSink(clients.settings, clients.serde, client, clients.dead_letters, config)
@@ -92,7 +89,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], remot
 
     where = store_options()
     pipeline_command.add_command(sub, remote, where)
-    snk = sub.add_parser("sink", parents=[remote, where],
+    snk = sub.add_parser("sink", parents=[remote, where, stream_commands.metrics_options()],
                          help="every topic into its ClickHouse table, exactly once (docs/history.md)")
     snk.add_argument("--group", default="liqbot-sink", help="consumer group (default: %(default)s)")
     snk.add_argument("--instance", default="sink-1",
@@ -100,7 +97,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], remot
     snk.add_argument("--batch-rows", type=int, default=100_000, help="write when this many wait (%(default)s)")
     snk.add_argument("--batch-ms", type=int, default=200, help="or when the oldest waited this long (%(default)s)")
     snk.add_argument("--sql-port", type=int, default=0, help="SQL endpoint on 127.0.0.1 (default: a free port)")
-    snk.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
     snk.add_argument("--until-idle", type=float, metavar="SECONDS",
                      help="stop once no record arrived for this long (default: run until stopped)")
     snk.set_defaults(func=sink)

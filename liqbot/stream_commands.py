@@ -18,9 +18,28 @@ if TYPE_CHECKING:
     from streams.ingest import Ingestor
     from streams.live import StreamClient
 
-__all__ = ["connected", "ensure_services", "import_trades", "ingest", "replay_capture", "roundtrip"]
+__all__ = ["connected", "ensure_services", "import_trades", "ingest", "metrics_options", "replay_capture", "roundtrip",
+           "serve_metrics"]
 
 DEFAULT_CAPTURES = (BYBIT_CAPTURE, LIQUIDATION_FRAMES)
+
+
+def metrics_options() -> argparse.ArgumentParser:
+    """`--metrics-port` and `--metrics-addr`, shared by every long-running command."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on PORT")
+    parent.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
+                        help="the address to serve them on (default: %(default)s; 0.0.0.0 in a container, where "
+                             "Prometheus and the probes come from another host)")
+    return parent
+
+
+def serve_metrics(args: argparse.Namespace, process: str) -> None:
+    """Serves the metrics when `--metrics-port` was given."""
+    if args.metrics_port is not None:
+        from streams.metrics import serve_metrics as serve
+
+        serve(args.metrics_port, process, args.metrics_addr)
 
 
 def ensure_services(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -107,19 +126,18 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
     import signal
 
-    from prometheus_client import start_http_server
-
     from streams.capture import CaptureWriter
     from streams.ingest import Ingestor, KafkaSink
     from streams.live import LiveSession
+    from streams.metrics import expose_error_series
 
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
     clients = connected(args, settings)
     settings = clients.settings
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr="127.0.0.1")
+    serve_metrics(args, "ingest")
     ingestor = Ingestor(KafkaSink(clients.producer, clients.topics), clients.dead_letters)
     venue = "binance-usdm" if args.venue == "binance" else f"bybit-{args.market}"
+    expose_error_series(venue, [clients.topics.name(spec) for spec in clients.topics.specs])
     writer = CaptureWriter(Path(args.out), venue) if getattr(args, "out", None) else None
     recorder = (lambda text, ts_ns: writer.frame("ws", text, ts_ns)) if writer else None
     client = _live_client(args, symbols, venue, ingestor, writer=writer, recorder=recorder)
@@ -132,8 +150,11 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         if args.seconds:
             loop.call_later(args.seconds, stop.set)
+        # the producer serves its delivery reports when it sends: a quiet feed must still count what Kafka took
+        acks = loop.create_task(_serve_acks(clients))
         print(f"streaming {len(symbols)} symbols from {venue} into {settings.kafka.bootstrap_servers} (Ctrl-C stops)")
         await session.run(stop)
+        acks.cancel()
         print(f"stopped: reconnects {client.reconnects}")
 
     try:
@@ -145,6 +166,14 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
         clients.producer.flush(30)
     print(json.dumps(ingestor.stats.summary()))
     return 0
+
+
+async def _serve_acks(clients: Clients, every_s: float = 0.5) -> None:
+    import asyncio
+
+    while True:
+        clients.producer.poll(0)
+        await asyncio.sleep(every_s)
 
 
 def _live_client(args: argparse.Namespace, symbols: tuple[str, ...], venue: str, ingestor: Ingestor, *,

@@ -12,6 +12,8 @@ __all__ = [
     "BookLevel",
     "BookUpdate",
     "BookUpdateType",
+    "ControlAction",
+    "ControlCommand",
     "DeadLetter",
     "FeatureVector",
     "FundingRate",
@@ -39,6 +41,7 @@ BookUpdateType = Literal["SNAPSHOT", "DELTA", "RESYNC"]
 TradingMode = Literal["PAPER", "LIVE"]
 OrderStatus = Literal["ACCEPTED", "REJECTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "EXPIRED"]
 Liquidity = Literal["MAKER", "TAKER"]
+ControlAction = Literal["KILL", "RESUME", "ARM_DEAD_MAN", "HEARTBEAT", "DISARM_DEAD_MAN"]
 
 
 def _field_names(cls: type[Any]) -> tuple[str, ...]:
@@ -376,10 +379,23 @@ class DeadLetter(AvroRecord):
     ts_dead_ns: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControlCommand(AvroRecord):
+    SCHEMA: ClassVar[str] = "liqbot.ControlCommand"
+    KEY_FIELD: ClassVar[str] = "scope"
+    command_id: str
+    scope: str
+    action: ControlAction
+    operator: str
+    reason: str
+    ts_issued_ns: int
+    dead_man_timeout_s: float | None = None
+
+
 RECORD_TYPES: dict[str, type[AvroRecord]] = {
     cls.SCHEMA: cls
     for cls in (
         Trade, Liquidation, BookUpdate, TopOfBook, Ticker, Instrument, OpenInterest, FundingRate, FeatureVector,
-        Prediction, OrderIntent, OrderCancel, OrderEvent, Position, DeadLetter,
+        Prediction, OrderIntent, OrderCancel, OrderEvent, Position, DeadLetter, ControlCommand,
     )
 }

@@ -13,7 +13,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Protocol
+from typing import Protocol, cast
 
 import schemas
 from schemas.records import RECORD_TYPES, AvroRecord, BookUpdate
@@ -23,6 +23,7 @@ from streams.metrics import (
     EXCHANGE_TO_RECEIVE,
     FRAMES_RECEIVED,
     GAPS,
+    MARKET_LAST_EVENT,
     PARSE_ERRORS,
     RECEIVE_TO_PRODUCE,
     HotCounterChild,
@@ -37,6 +38,14 @@ __all__ = ["CountingSink", "FrameOutcome", "IngestStats", "Ingestor", "KafkaSink
 log = logging.getLogger(__name__)
 
 _REPEAT_WINDOW = 1024  # liquidation frames remembered for exact-repeat detection
+
+
+class _Stamped(Protocol):
+    """What every market record the venues' parsers make carries (the gauge of the newest exchange time reads it)."""
+
+    SCHEMA: str
+    symbol: str
+    ts_exchange_ns: int
 
 
 class RecordSink(Protocol):
@@ -113,20 +122,23 @@ class FrameOutcome:
 
 
 class _Meters:
-    """One venue's per-frame metrics, looked up once: the hot loop updates all of them in two calls."""
+    """One venue's per-frame metrics, looked up once: the hot loop updates all of them in two calls and a store."""
 
     __slots__ = ("frames", "to_produce", "to_receive", "venue")
 
     def __init__(self, venue: str) -> None:
         self.venue = venue
-        self.frames: dict[str, HotCounterChild] = {}  # by kind
+        self.frames: dict[str, tuple[HotCounterChild, dict[str, int]]] = {}  # by kind: count, newest time by symbol
         self.to_receive, self.to_produce = EXCHANGE_TO_RECEIVE.labels(venue), RECEIVE_TO_PRODUCE.labels(venue)
 
-    def frame(self, kind: str) -> None:
-        child = self.frames.get(kind)
-        if child is None:
-            child = self.frames[kind] = FRAMES_RECEIVED.labels(self.venue, kind)
-        child.value += 1
+    def frame(self, kind: str) -> dict[str, int]:
+        """Count a frame; returns its kind's newest exchange time (ns) by symbol, for the caller to set once sent."""
+        meters = self.frames.get(kind)
+        if meters is None:
+            meters = self.frames[kind] = (FRAMES_RECEIVED.labels(self.venue, kind),
+                                          MARKET_LAST_EVENT.track(self.venue, kind))
+        meters[0].value += 1
+        return meters[1]
 
     def latency(self, exchange_ns: int, ts_recv_ns: int, now_ns: int) -> None:
         to_receive, to_produce = ts_recv_ns - exchange_ns, now_ns - ts_recv_ns
@@ -157,14 +169,18 @@ class Ingestor:
             return self._parse(parser, frame, ts_recv_ns, source)
         venue, kind = parser.venue, hot.kind
         meters = self._meters.get(venue) or self._venue_meters(venue)
-        meters.frame(kind)
+        newest = meters.frame(kind)
         try:
             if type(hot) is Encoded:
                 self.sink.send_encoded(hot)
                 self.stats.records[hot.schema] += 1
+                newest[hot.key] = hot.ts_exchange_ns
                 outcome = _outcome(kind, 1)
             else:
-                outcome = _outcome(kind, self._send_step(venue, hot), hot.topic if hot.gap else "")
+                sent = self._send_step(venue, hot)
+                if sent:
+                    newest[hot.symbol] = hot.ts_exchange_ns
+                outcome = _outcome(kind, sent, hot.topic if hot.gap else "")
         except Exception as exc:
             return self._internal_error(venue, source, exc, frame, ts_recv_ns)
         self.stats.frames[kind] += 1
@@ -181,13 +197,13 @@ class Ingestor:
             parsed = parser.parse(frame, ts_recv_ns)
         except ParseError as exc:
             return self._reject(parser.venue, source, "parse", exc, frame, ts_recv_ns=ts_recv_ns)
-        self._venue_meters(parser.venue).frame(parsed.kind)
+        newest = self._venue_meters(parser.venue).frame(parsed.kind)
         if parsed.kind == "liquidation" and self._is_repeat(frame):
             self.stats.frames["repeated"] += 1
             self.stats.repeated_frames += 1
             return FrameOutcome("repeated")
         try:
-            outcome = self._send_all(parser.venue, parsed, ts_recv_ns)
+            outcome = self._send_all(parser.venue, parsed, ts_recv_ns, newest)
         except SerdeError as exc:
             return self._reject(parser.venue, source, "encode", exc, frame, ts_recv_ns=ts_recv_ns)
         except Exception as exc:
@@ -195,14 +211,18 @@ class Ingestor:
         self.stats.frames[parsed.kind] += 1
         return outcome
 
-    def _send_all(self, venue: str, parsed: Parsed, ts_recv_ns: int) -> FrameOutcome:
+    def _send_all(self, venue: str, parsed: Parsed, ts_recv_ns: int, newest: dict[str, int]) -> FrameOutcome:
         # Book updates first: one the schema refuses raises SerdeError before the book or the sink saw it.
         steps = [self.books.apply(r) for r in parsed.records if isinstance(r, BookUpdate)]
         records = [r for r in parsed.records if not isinstance(r, BookUpdate)]
         self.sink.send_all(records)
-        for record in records:
+        for record in cast("list[_Stamped]", records):
             self.stats.records[record.SCHEMA] += 1
-        sent = len(records) + sum(self._send_step(venue, step) for step in steps)
+            newest[record.symbol] = record.ts_exchange_ns
+        for step in steps:
+            if self._send_step(venue, step):
+                newest[step.symbol] = step.ts_exchange_ns
+        sent = len(records) + sum(len(step.records) for step in steps)
         if parsed.records:
             exchange_ns = getattr(parsed.records[0], "ts_exchange_ns", ts_recv_ns)
             self._venue_meters(venue).latency(exchange_ns, ts_recv_ns, self.clock_ns())

@@ -63,6 +63,9 @@ TOPICS: tuple[TopicSpec, ...] = (
               retention_ms=90 * _DAY_MS, doc="Accepted, rejected, filled, cancelled, expired."),
     TopicSpec(name="positions", table="positions", schema="liqbot.Position", key="symbol",
               retention_ms=90 * _DAY_MS, doc="Position and PnL after each change."),
+    TopicSpec(name="control", table="control_commands", schema="liqbot.ControlCommand", key="scope",
+              retention_ms=365 * _DAY_MS,
+              doc="Kill switch and dead-man switch commands to every worker: the safety controls' audit log."),
     TopicSpec(name="deadletter", table="dead_letters", schema="liqbot.DeadLetter", key="source",
               retention_ms=30 * _DAY_MS, doc="Raw input that failed parse, validation or decode, with the reason."),
 )

@@ -57,7 +57,7 @@ def test_roundtrip_with_a_missing_capture_says_where_data_lives(settings: Settin
 def test_schemas_check_against_released() -> None:
     run = _liqbot(None, "schemas", "check")
     assert run.returncode == 0, run.stdout
-    assert len(run.stdout.splitlines()) == 15 and all(line.endswith("compatible") for line in run.stdout.splitlines())
+    assert len(run.stdout.splitlines()) == 16 and all(line.endswith("compatible") for line in run.stdout.splitlines())
 
 
 def test_bench_serde_prints_json_last(settings: Settings, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ ColumnKind = Literal["string", "enum", "decimal", "time", "long", "int", "double
 # Strings that repeat a few values per table (venue, symbol, feed, ...) are dictionary-encoded.
 _LOW_CARDINALITY = frozenset({
     "venue", "symbol", "feed", "feature_spec", "model_version", "interval", "status", "contract_type", "base_coin",
-    "quote_coin", "source", "stage", "error_type", "tick_direction", "reason",
+    "quote_coin", "source", "stage", "error_type", "tick_direction", "reason", "scope", "operator",
 })
 
 _CH_SCALAR = {

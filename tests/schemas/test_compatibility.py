@@ -14,7 +14,7 @@ RELEASED = schemas.load_dir(schemas.RELEASED_DIR)
 
 
 def test_released_snapshot_is_not_empty_and_nothing_was_removed() -> None:
-    assert len(RELEASED) == 15
+    assert len(RELEASED) == 16
     assert set(RELEASED) <= set(schemas.load_all())
 
 

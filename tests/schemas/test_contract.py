@@ -20,7 +20,7 @@ def test_one_schema_per_record_kind_in_one_namespace() -> None:
     assert sorted(loaded) == sorted([
         *MARKET, "liqbot.FeatureVector", "liqbot.Prediction", "liqbot.OrderIntent", "liqbot.OrderCancel",
         "liqbot.OrderEvent",
-        "liqbot.Position", "liqbot.DeadLetter",
+        "liqbot.Position", "liqbot.DeadLetter", "liqbot.ControlCommand",
     ])
     assert {s.raw["namespace"] for s in loaded.values()} == {"liqbot"}
     assert sorted(RECORD_TYPES) == sorted(loaded)

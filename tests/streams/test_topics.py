@@ -15,8 +15,8 @@ from streams.topics import TOPICS, TopicMismatchError, TopicRegistry
 
 def test_every_record_kind_has_exactly_one_topic() -> None:
     schemas = [t.schema for t in TOPICS]
-    assert len(schemas) == len(set(schemas)) == 15
-    assert all(t.key == "symbol" for t in TOPICS if t.name != "deadletter")
+    assert len(schemas) == len(set(schemas)) == 16
+    assert all(t.key == "symbol" for t in TOPICS if t.name not in {"deadletter", "control"})
 
 
 def test_each_record_kind_is_keyed_by_the_field_its_topic_names() -> None:
@@ -28,7 +28,7 @@ def test_ensure_creates_then_is_idempotent(settings: Settings) -> None:
     clients = Clients.connect(settings)
     admin = clients.admin()
     first = clients.topics.ensure(admin)
-    assert set(first.values()) == {"created"} and len(first) == 15
+    assert set(first.values()) == {"created"} and len(first) == 16
     assert set(clients.topics.ensure(admin).values()) == {"exists"}
 
     metadata = admin.list_topics(timeout=10)

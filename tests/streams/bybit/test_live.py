@@ -15,14 +15,20 @@ from pathlib import Path
 
 import pytest
 
+from deploy.kafka.broker import free_port
+from liqbot import __version__
+from liqbot.children import LiqbotProcess
 from liqbot.config import Settings
-from schemas.records import AvroRecord, FundingRate, Instrument
+from schemas.records import AvroRecord, BookUpdate, FundingRate, Instrument, Ticker, Trade
 from streams.bybit.loopback import LoopbackBybit, LoopbackBybitRest
+from streams.bybit.parse import BybitPublicParser
 from streams.bybit.rest import BybitRest, RestError
 from streams.capture import read_capture
 from streams.capture_replay import replay_captures
 from streams.clients import Clients
 from streams.ingest import CountingSink, Ingestor
+from streams.topics import TOPICS
+from tests.metrics_contract import by_label, drift, scrape_until, value
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +111,45 @@ def _kafka_records(settings: Settings, prefix: str) -> list[AvroRecord]:
     records = [got.record for got in consumer.records(idle_timeout_s=5)]
     consumer.close()
     return records
+
+
+def test_ingest_serves_its_metrics_while_it_streams(
+        settings: Settings, bybit_capture: Path, rest: LoopbackBybitRest, tmp_path: Path,
+        peer_in_thread: Callable[[LoopbackBybit], AbstractContextManager[LoopbackBybit]]) -> None:
+    """`liqbot ingest --metrics-port` on the loopback Bybit replaying the real capture: what it received, what Kafka
+    took, and the newest exchange time of each symbol, scraped while it streams."""
+    frames = [f.data for f in read_capture(bybit_capture)
+              if f.kind == "recv" and f.venue == "bybit-linear" and '"topic"' in f.data]
+    sink = CountingSink()
+    replayed = Ingestor(sink)
+    parser = BybitPublicParser()
+    for frame in frames:
+        replayed.on_frame(parser, frame, 0, "test")
+    newest: dict[tuple[str, str], int] = {}  # (kind, symbol): the last record's exchange time, from the records
+    kinds = {Trade: "trade", BookUpdate: "book", Ticker: "ticker"}
+    for record in sink.records:
+        if isinstance(record, Trade | BookUpdate | Ticker):
+            newest[(kinds[type(record)], record.symbol)] = record.ts_exchange_ns
+    by_schema = {"liqbot.Trade": 327, "liqbot.BookUpdate": 1598, "liqbot.TopOfBook": 1598, "liqbot.Ticker": 758,
+                 "liqbot.Instrument": 4, "liqbot.OpenInterest": 8, "liqbot.FundingRate": 4}  # as recorded above
+    produced = {settings.kafka.topic_prefix + spec.name: float(by_schema[spec.schema]) for spec in TOPICS
+                if spec.schema in by_schema}
+    port = free_port()
+    with peer_in_thread(LoopbackBybit(frames)) as ws, LiqbotProcess(
+            settings, tmp_path, ["ingest", "--symbols", "BTCUSDT,ETHUSDT,SOLUSDT,DOGEUSDT", "--depth", "200",
+                                 "--kline", "--url", ws.url, "--rest-url", rest.url, "--seconds", "300",
+                                 "--metrics-port", str(port)]) as ingest:
+        families = scrape_until(port, lambda f: by_label(f, "liqbot_records_produced_total", "topic") == produced)
+        problems = drift(port, "Ingest")
+        assert ingest.process.poll() is None, ingest.tail()
+    assert problems == []
+    assert value(families, "liqbot_build_info", process="ingest", version=__version__) == 1
+    received = by_label(families, "liqbot_frames_received_total", "kind")
+    assert {k: received.get(k, 0) for k in replayed.stats.frames} == replayed.stats.frames  # the capture's frames
+    assert value(families, "liqbot_parse_errors_total", venue="bybit-linear") == 0
+    assert value(families, "liqbot_book_gaps_total", venue="bybit-linear") == 0
+    latencies = value(families, "liqbot_exchange_to_receive_seconds_count", venue="bybit-linear")
+    assert latencies == value(families, "liqbot_receive_to_produce_seconds_count", venue="bybit-linear") > 0
+    gauged = {(s.labels["kind"], s.labels["symbol"]): s.value
+              for s in families["liqbot_market_last_event_timestamp_seconds"] if s.labels["venue"] == "bybit-linear"}
+    assert {key: gauged.get(key) for key in newest} == {key: ts / 1e9 for key, ts in newest.items()}

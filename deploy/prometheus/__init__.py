@@ -1,0 +1,1 @@
+"""Prometheus for the pipeline: the alert rules, promtool and a loopback server, from Debian's package."""
