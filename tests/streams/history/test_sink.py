@@ -25,6 +25,7 @@ from schemas.records import AvroRecord, BookUpdate, Trade
 from streams.avro import encode_body
 from streams.capture_replay import capture_records
 from streams.clients import Clients
+from streams.control import new_command, send_command
 from streams.roundtrip import records_from_captures
 
 REPO = Path(__file__).resolve().parents[3]
@@ -95,6 +96,24 @@ def test_real_records_land_once_with_their_exact_values(settings: Settings, clie
     for _topic, _partition, n, unique, low, high, ids in coordinates:
         assert (int(n), int(unique), int(low), int(high), int(ids)) == (int(n), int(n), 0, int(n) - 1, 1)
     assert sum(int(row[2]) for row in coordinates) == len(records)
+
+
+def test_the_safety_controls_audit_log_lands_as_it_was_sent(settings: Settings, clients: Clients,
+                                                             history_store: Store) -> None:
+    """`liqbot control`'s records (who, when, why) reach `control_commands` like every other topic's."""
+    clients.topics.ensure(clients.admin())
+    sent = [new_command("KILL", "venue maintenance", "ops@test"),
+            new_command("ARM_DEAD_MAN", "night shift", "ops@test", timeout_s=30.0),
+            new_command("RESUME", "maintenance over", "ops@test")]
+    for command in sent:
+        send_command(clients, command)
+    with history_store.sink(settings) as sink:
+        assert history_store.wait(_count("control_commands"), 3, sink) == 3
+        rows = history_store.rows("SELECT command_id, scope, action, operator, reason, "
+                                  "toUnixTimestamp64Nano(ts_issued_ns), dead_man_timeout_s FROM control_commands "
+                                  "ORDER BY _offset")
+    assert [tuple(row) for row in rows] == [
+        (c.command_id, "ALL", c.action, "ops@test", c.reason, c.ts_issued_ns, c.dead_man_timeout_s) for c in sent]
 
 
 def _liqbot_sql(history_store: Store, *args: str) -> subprocess.CompletedProcess[str]:
