@@ -246,6 +246,7 @@ def throughput(settings: Settings, records: list[AvroRecord], count: int, home: 
     baseline_inserts = len(batches)
     del messages, batches
     gc.collect()
+    gc.freeze()  # the records and payloads this process holds are no part of a sink's heap: out of its collections
     run = run_sink(work, client, ends, timeout_s)
     rows = landed(client, work)
     client.close()
