@@ -29,6 +29,7 @@ from deploy.kafka.broker import free_port
 from deploy.prometheus import rules, server
 from liqbot.children import LiqbotProcess, SinkProcess, WorkerProcess
 from liqbot.config import Settings
+from schemas.records import Liquidation
 from streams.bybit.loopback import Faults, LoopbackBybit
 from streams.clients import Clients
 from tests.agents.test_metrics import _dead_letter_a_trade
@@ -107,7 +108,14 @@ def running(settings: Settings, clients: Clients, tmp_path: Path, frames: list[s
         # the scenario (January 2026) before ingest's real frames (later): each partition in event-time order
         scenario = generate(WickScenario(seed=5, symbols=("WICKUSDT", "SPIKEUSDT", "DIPUSDT"), duration_s=900,
                                          bursts=4))
-        feed(settings, list(scenario.records))
+        # in two parts, scrapes apart, each with half the liquidations: decisions all made before Prometheus first
+        # sampled their histogram never show an increase (a rate of 0, a NaN quantile: empty latency panels)
+        records = list(scenario.records)  # in event-time order
+        liquidations = [r.ts_event_ns for r in records if isinstance(r, Liquidation)]
+        middle = liquidations[len(liquidations) // 2]
+        feed(settings, [r for r in records if r.ts_event_ns < middle])
+        time.sleep(3)
+        feed(settings, [r for r in records if r.ts_event_ns >= middle])
         _dead_letter_a_trade(settings)
         stopped = _stopped_group(clients, 100)
         ws = stack.enter_context(peer_in_thread(LoopbackBybit(frames, _faults(frames), frame_interval_s=0.005)))
