@@ -203,8 +203,9 @@ def _features_agent(rt: _Runtime) -> None:
             return [vector] if vector is not None else []
         return []
 
+    # "2": the compiled engine's state; snapshots of the Python engine before it are not loaded
     _step(rt, "features", FEATURE_INPUTS, ("features",), handle, merge=True,
-          factory=lambda: FeatureEngine(spec_engine.spec), version=f"features:{spec_engine.fingerprint}")
+          factory=lambda: FeatureEngine(spec_engine.spec), version=f"features:2:{spec_engine.fingerprint}")
     rt.symbols["features"] = lambda: {k for engine in rt.states("features") for k in engine.symbols}
     rt.counts["features"] = lambda: sum((engine.counts for engine in rt.states("features")), Counter())
 

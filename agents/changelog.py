@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from liqbot.config import KafkaSettings
 from liqbot.errors import LiqbotError
+from streams.consumer import high_watermark
 
 __all__ = ["StateChangelog"]
 
@@ -70,7 +71,7 @@ class StateChangelog:
                              "enable.auto.commit": False, "max.partition.fetch.bytes": _MAX_BYTES,
                              "fetch.max.bytes": _MAX_BYTES})
         try:
-            _, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10)
+            high = high_watermark(consumer, TopicPartition(self.topic, partition))
             if high <= 0:
                 return None
             consumer.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])

@@ -132,7 +132,10 @@ class PartitionStates(Generic[S]):
         blob = self._changelog.read(partition, _key(partition))
         if blob is None:
             return Slot(partition, self._factory()), {}
-        version, state, applied, *rest = pickle.loads(blob)  # snapshots before the merge's points had three fields
+        try:
+            version, state, applied, *rest = pickle.loads(blob)  # before the merge's points, three fields
+        except (AttributeError, ImportError, TypeError, ValueError, pickle.UnpicklingError) as exc:
+            version = f"unreadable ({exc})"  # state of classes this code no longer has
         if version != self._version:
             log.warning("partition %d: snapshot of state version %s ignored (this code is %s); starting empty",
                         partition, version, self._version)

@@ -18,7 +18,7 @@ from streams.deadletter import DeadLetterSink
 from streams.metrics import RECORDS_CONSUMED, SERDE_ERRORS
 from streams.serde import Serde
 
-__all__ = ["ConsumedRecord", "RecordConsumer", "consumer_config"]
+__all__ = ["ConsumedRecord", "RecordConsumer", "consumer_config", "high_watermark"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,12 @@ _NO_LEADER_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVA
 
 def _retriable(exc: BaseException) -> bool:
     return isinstance(exc, KafkaException) and exc.args[0].code() in _NO_LEADER_YET
+
+
+@retry(retry=retry_if_exception(_retriable), stop=stop_after_delay(30), wait=wait_fixed(0.2), reraise=True)
+def high_watermark(consumer: Consumer, partition: TopicPartition) -> int:
+    """A partition's end offset; a topic created a moment ago may not have a leader yet, hence the retry."""
+    return int(consumer.get_watermark_offsets(partition, timeout=10)[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +104,11 @@ class RecordConsumer:
                 last = time.monotonic()
                 yield got
 
-    @retry(retry=retry_if_exception(_retriable), stop=stop_after_delay(30), wait=wait_fixed(0.2), reraise=True)
     def _high_watermarks(self, topics: list[str]) -> list[TopicPartition]:
-        """Current end offsets; a topic created a moment ago may not have a leader yet, hence the retry."""
-        positions = []
-        for topic in topics:
-            for partition in self._consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-                positions.append(TopicPartition(topic, partition, high))
-        return positions
+        """Current end offsets of every partition of `topics`."""
+        return [TopicPartition(topic, partition, high_watermark(self._consumer, TopicPartition(topic, partition)))
+                for topic in topics
+                for partition in self._consumer.list_topics(topic, timeout=10).topics[topic].partitions]
 
     def close(self) -> None:
         self._consumer.close()

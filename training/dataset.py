@@ -162,11 +162,11 @@ def decision_points(records: Iterable[MarketRecord], spec: FeatureSpec,
             continue
         vector = engine.vector(record)
         reason = screen(np.asarray(vector.values, dtype=np.float32), required)
-        top = engine.symbols[key].top
-        if reason is not None or top is None:
+        mid = engine.mid(*key)
+        if reason is not None or mid is None:
             skipped[reason or "no_top_of_book"] += 1
             continue
-        points.append(DecisionPoint(vector, top.mid, len(tape.ts_ns) - 1, sides))
+        points.append(DecisionPoint(vector, mid, len(tape.ts_ns) - 1, sides))
     return DecisionPoints(points, tapes, skipped)
 
 

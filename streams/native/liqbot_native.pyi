@@ -108,3 +108,26 @@ class ColumnDecoder:
         """`decimal_fields`/`time_fields`: dotted paths checked against Decimal(38, `scale`) and DateTime64(9)."""
     def decode(self, payloads: list[bytes], offset: int) -> tuple[list[_RawColumn], list[tuple[int, str]]]:
         """Columns of the good rows (length, nulls, buffers, child) and, per bad row, its index and reason."""
+
+@final
+class FeatureEngine:
+    """All symbols' feature state (`features.rs`), made from a FeatureSpec's numbers; pickles as compact bytes."""
+
+    def __init__(self, liquidation: tuple[list[int], list[int], list[tuple[int, int]]],
+                 burst: tuple[int, int, int, float], largest_window_ns: int, median_window_ns: int,
+                 trade_windows_ns: list[int], depth_levels: list[int], oi_windows_ns: list[int],
+                 lateness_ns: float) -> None:
+        """`liquidation`: kept windows (ns), published and (half, whole) acceleration indices into them;
+        `burst`: (index of its window, window ns, baseline windows, sigma floor)."""
+    def apply(self, record: object) -> bool:
+        """Fold a record into its symbol; False when it was a duplicate or too late (counted either way)."""
+    def update(self, record: object) -> tuple[int, tuple[float, ...]] | None:
+        """`apply`, and at an applied liquidation its symbol's (watermark, values)."""
+    def values(self, venue: str, symbol: str) -> tuple[int, tuple[float, ...]]:
+        """One symbol's (watermark, values) in the spec's order; KeyError for a symbol never seen."""
+    def symbols(self) -> list[tuple[str, str]]: ...
+    def counts(self) -> list[tuple[str, int]]: ...
+    def mid(self, venue: str, symbol: str) -> float | None: ...
+    def book(self, venue: str, symbol: str) -> Book | None: ...
+    def __getstate__(self) -> bytes: ...
+    def __setstate__(self, state: bytes) -> None: ...

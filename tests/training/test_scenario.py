@@ -112,7 +112,7 @@ def test_the_records_pass_through_the_live_feature_engine_and_its_book_matches_t
         if vector is not None:
             vectors.append(vector)
         if isinstance(record, TopOfBook):  # rebuilt from the snapshot and every delta since
-            book = engine.symbols[(VENUE, record.symbol)].book
+            book = engine.book(VENUE, record.symbol)
             assert book is not None
             best = book.best()
             assert best is not None and (best[0].price, best[0].size, best[1].price, best[1].size) == \

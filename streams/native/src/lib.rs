@@ -12,6 +12,9 @@
 //! Records (`decode.rs`): Avro bodies back to the project's record objects, for the consumers' hot path.
 //!
 //! Columns (`columns.rs`): Avro bodies straight into Arrow buffers, for the ClickHouse sink.
+//!
+//! Features (`features.rs`, `windows.rs`): the per-symbol feature state the agents and replays fold records
+//! into; `features_py.rs` is its Python class and `decision/features.py` the product's face of it.
 
 mod avro;
 mod binance;
@@ -19,7 +22,12 @@ mod book;
 mod bybit;
 mod columns;
 mod decode;
+mod features;
+mod features_py;
 mod json;
+mod pyfloat;
+mod state;
+mod windows;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
@@ -117,7 +125,7 @@ type OwnedPairs = Vec<(String, String)>;
 /// One order book on its own, levels only (no continuity): what feature code folds records into.
 #[pyclass(module = "liqbot_native", name = "Book")]
 #[derive(Default)]
-struct PyBook(book::Book);
+pub(crate) struct PyBook(pub(crate) book::Book);
 
 #[pymethods]
 impl PyBook {
@@ -223,7 +231,7 @@ fn bad(field: &str, what: &str) -> PyErr {
     PyValueError::new_err(format!("field {field}: {what}"))
 }
 
-fn attr<'py>(record: &Bound<'py, PyAny>, field: &str) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn attr<'py>(record: &Bound<'py, PyAny>, field: &str) -> PyResult<Bound<'py, PyAny>> {
     record.getattr(field).map_err(|_| bad(field, "missing"))
 }
 
@@ -232,7 +240,7 @@ fn string(record: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
 }
 
 /// A `long` (or `int`) field: any Python int in range, True and False too, as fastavro writes them.
-fn long(record: &Bound<'_, PyAny>, field: &str) -> PyResult<i64> {
+pub(crate) fn long(record: &Bound<'_, PyAny>, field: &str) -> PyResult<i64> {
     attr(record, field)?.extract().map_err(|_| bad(field, "not an integer of 64 bits"))
 }
 
@@ -249,12 +257,12 @@ fn optional_long(record: &Bound<'_, PyAny>, field: &str) -> PyResult<Option<i64>
 }
 
 /// A str's text; None for anything else, and for a str with lone surrogates (not UTF-8).
-fn text<'a>(value: &'a Bound<'_, PyAny>) -> Option<&'a str> {
+pub(crate) fn text<'a>(value: &'a Bound<'_, PyAny>) -> Option<&'a str> {
     value.cast::<PyString>().ok()?.to_str().ok()
 }
 
 /// A side's `BookLevel`s: price and size are decimal text.
-fn levels(record: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<Level>> {
+pub(crate) fn levels(record: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<Level>> {
     let mut out = Vec::new();
     for item in attr(record, field)?.try_iter().map_err(|_| bad(field, "not a sequence of levels"))? {
         let item = item?;
@@ -340,6 +348,7 @@ fn liqbot_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyBookBuilder>()?;
     module.add_class::<decode::RecordDecoder>()?;
     module.add_class::<columns::ColumnDecoder>()?;
+    module.add_class::<features_py::PyFeatureEngine>()?;
     module.add_function(wrap_pyfunction!(binance_hot, module)?)?;
     module.add_function(wrap_pyfunction!(bybit_hot, module)?)
 }
