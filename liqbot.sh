@@ -32,14 +32,14 @@ if [ ! -x .venv/bin/liqbot ] || [ pyproject.toml -nt .venv/.installed ]; then
   touch .venv/.installed
 fi
 
-# The compiled ingest path (streams/native, Rust via maturin): (re)built when its sources changed.
-native=(streams/native/src streams/native/Cargo.toml streams/native/Cargo.lock streams/native/liqbot_native.pyi)
+# The compiled core (core/, Rust via maturin): (re)built when its sources changed.
+native=(core/src core/Cargo.toml core/Cargo.lock core/liqbot_core.pyi)
 if [ ! -f .venv/.native-installed ] || [ -n "$(find "${native[@]}" -newer .venv/.native-installed)" ]; then
   command -v cargo >/dev/null 2>&1 || {
-    echo "error: Rust's cargo is needed to build streams/native (install it with rustup: https://rustup.rs)" >&2
+    echo "error: Rust's cargo is needed to build core (install it with rustup: https://rustup.rs)" >&2
     exit 2; }
-  echo "building streams/native (cargo, release) ..." >&2
-  .venv/bin/pip install -q ./streams/native >&2
+  echo "building core (cargo, release) ..." >&2
+  .venv/bin/pip install -q ./core >&2
   touch .venv/.native-installed
 fi
 exec .venv/bin/liqbot "$@"

@@ -5,7 +5,7 @@ of the symbol's windows to its time, and reading a vector changes nothing. So a 
 whether it is read after every record (live), only at decision points (replay) or after a restart from saved
 state, and it never depends on later records.
 
-The state and the values are compiled (`streams/native/src/features.rs`), one implementation; this module is
+The state and the values are compiled (`core/src/features.rs`), one implementation; this module is
 its face. The Python version it replaced survives as the tests' oracle (`tests/oracle/features.py`), and the
 tests prove the two bit-equal.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from liqbot_native import FeatureEngine as _Engine
+from liqbot_core import FeatureEngine as _Engine
 
 from decision.arms import entry_side
 from decision.feature_spec import NS_PER_S, FeatureSpec

@@ -1,6 +1,6 @@
 """Trailing event-time window sums, (now - window, now], updated in amortised O(1) per point.
 
-The risk rules' circuit breaker keeps one; the features' windows are compiled (`streams/native/src/windows.rs`).
+The risk rules' circuit breaker keeps one; the features' windows are compiled (`core/src/windows.rs`).
 """
 
 from __future__ import annotations

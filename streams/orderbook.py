@@ -1,6 +1,6 @@
 """Order books rebuilt from snapshots and deltas with update-id checks; never published across a gap.
 
-The books are compiled (`streams/native/src/book.rs`): the one implementation, which the compiled frame path
+The books are compiled (`core/src/book.rs`): the one implementation, which the compiled frame path
 and the Python path of ingest both apply updates to, and which feature code folds records into. This module is
 their Python face.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator, Mapping
 
-from liqbot_native import Book as _Book
-from liqbot_native import BookBuilder as _BookBuilder
-from liqbot_native import BookStep
+from liqbot_core import Book as _Book
+from liqbot_core import BookBuilder as _BookBuilder
+from liqbot_core import BookStep
 
 from schemas.records import BookLevel, BookUpdate
 from streams.avro import SerdeError

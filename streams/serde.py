@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Protocol
 
-from liqbot_native import RecordDecoder
+from liqbot_core import RecordDecoder
 
 from liqbot.config import SerdeSettings
 from schemas import RELEASED_DIR, AvroSchema, from_text, load_all, load_dir
@@ -73,7 +73,7 @@ def _decode(decoder: RecordDecoder | None, writer: AvroSchema, payload: bytes, b
 
 
 def _compiled_for(writer: AvroSchema) -> RecordDecoder | None:
-    """The compiled decoder (streams/native/src/decode.rs) for bodies written with a current schema."""
+    """The compiled decoder (core/src/decode.rs) for bodies written with a current schema."""
     current = load_all().get(writer.name)
     return _compiled(current.name) if current is not None and current.fingerprint == writer.fingerprint else None
 

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from liqbot_native import BookBuilder as NativeBooks  # the compiled path (streams/native)
-from liqbot_native import BookStep, Encoded
+from liqbot_core import BookBuilder as NativeBooks  # the compiled path (core/)
+from liqbot_core import BookStep, Encoded
 
 from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord

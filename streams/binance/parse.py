@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from liqbot_native import binance_hot
+from liqbot_core import binance_hot
 
 from schemas.records import BookLevel, BookUpdate, BookUpdateType, Liquidation, PositionSide, Side, TopOfBook, Trade
 from streams.venue import (

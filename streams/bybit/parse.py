@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from liqbot_native import bybit_hot
+from liqbot_core import bybit_hot
 
 from schemas.records import (
     AvroRecord,

@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 
 import pyarrow as pa
-from liqbot_native import ColumnDecoder
+from liqbot_core import ColumnDecoder
 
 from schemas import AvroSchema, load_all
 from streams.avro import SerdeError, decode_body
@@ -135,7 +135,7 @@ def _array(column: Column, length: int, null_count: int, buffers: list[bytes | N
 
 
 def decode_batch(writer: AvroSchema, payloads: Sequence[bytes], body_offset: int) -> DecodedBatch:
-    """Compiled when `writer` is the current schema (streams/native/src/columns.rs); else the reference path.
+    """Compiled when `writer` is the current schema (core/src/columns.rs); else the reference path.
 
     A row the compiled decoder cannot read is read again by fastavro, whose message names the field."""
     current = load_all()[writer.name]

@@ -1,4 +1,4 @@
-"""The test oracle of the compiled features (`streams/native/src/features.rs`): the Python implementation they
+"""The test oracle of the compiled features (`core/src/features.rs`): the Python implementation they
 were computed with before, kept so that tests prove the compiled values bit-equal. Tests only.
 
 A symbol's state is a function of the sequence of records it was given, nothing else: every record moves all

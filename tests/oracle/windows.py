@@ -1,4 +1,4 @@
-"""The test oracle of the compiled feature windows (`streams/native/src/windows.rs`): the Python windows the
+"""The test oracle of the compiled feature windows (`core/src/windows.rs`): the Python windows the
 features were computed with before they were compiled. Tests only; the product never imports this.
 """
 

@@ -1,6 +1,6 @@
 """Depth frames through the compiled path against the Python path: the parser, then `BookBuilder.apply`.
 
-Both feed one book implementation (streams/native/src/book.rs), so what is compared is the compiled parse and
+Both feed one book implementation (core/src/book.rs), so what is compared is the compiled parse and
 what the books do with it: every step's records byte for byte, gap, dropped, reason and topic, on every book
 frame of both real captures and on hypothesis-mutated sequences of them (lost, repeated, swapped frames, shifted
 ids, crossing and malformed levels). The books' own Avro bodies are compared with fastavro's encoding of the

@@ -1,4 +1,4 @@
-"""The compiled Avro decoder (streams/native/src/decode.rs) against fastavro: the same records, or the same error.
+"""The compiled Avro decoder (core/src/decode.rs) against fastavro: the same records, or the same error.
 
 `SingleObjectSerde.decode` takes the compiled path for a body written with the current schema and falls back to
 fastavro on any error, so the property that matters is that the outcome never depends on which path ran.

@@ -1,4 +1,4 @@
-"""The compiled path (streams/native) on trades and book tickers against its specification, the Python parser
+"""The compiled path (core/) on trades and book tickers against its specification, the Python parser
 plus fastavro (depth frames: tests/streams/test_compiled_books.py).
 
 Byte for byte on every such frame of the real capture, and on mutated real frames it either declines (None, and

@@ -1,4 +1,4 @@
-"""The compiled column decoder (streams/native/src/columns.rs) against the reference path (fastavro, then pyarrow).
+"""The compiled column decoder (core/src/columns.rs) against the reference path (fastavro, then pyarrow).
 
 The sink decodes with the compiled one; the property that matters is that its columns, and its reason for each row
 it refuses, never differ from the reference's.

@@ -277,7 +277,7 @@ fn decimal(path: &str, text: &str, scale: usize) -> Result<i128, Bad> {
 }
 
 /// One schema compiled to a program that appends each body's values to its columns.
-#[pyclass(frozen, module = "liqbot_native", name = "ColumnDecoder")]
+#[pyclass(frozen, module = "liqbot_core", name = "ColumnDecoder")]
 pub struct ColumnDecoder {
     fields: Vec<Field>,
     columns: Vec<(Scalar, bool, bool)>,

@@ -1,4 +1,4 @@
-//! The compiled hot path of ingest, and the one order-book implementation.
+//! liqbot-core: the compiled per-event work, live and in replay (ingest, books, record decoding, features).
 //!
 //! Frames: Binance USD-M `trade`, `aggTrade`, `bookTicker` and `depthUpdate`, Bybit v5 `orderbook.*`, parsed
 //! and Avro-encoded in one call. The Python parsers (`streams/binance/parse.py`, `streams/bybit/parse.py`) are
@@ -37,7 +37,7 @@ use pyo3::types::{PyBool, PyBytes, PyString, PyTuple};
 use book::{Builder, Level, Meta, Schema, Update, UpdateType};
 
 /// A record, Avro-encoded: all a sink needs to produce it.
-#[pyclass(frozen, get_all, module = "liqbot_native")]
+#[pyclass(frozen, get_all, module = "liqbot_core")]
 struct Encoded {
     kind: Py<PyString>,
     schema: Py<PyString>,
@@ -47,7 +47,7 @@ struct Encoded {
 }
 
 /// What one book update produced: the records to publish in order, and whether it revealed a gap or was dropped.
-#[pyclass(frozen, get_all, module = "liqbot_native")]
+#[pyclass(frozen, get_all, module = "liqbot_core")]
 struct BookStep {
     /// What the frame was: "book".
     kind: Py<PyString>,
@@ -96,7 +96,7 @@ fn type_name(kind: UpdateType) -> &'static str {
 }
 
 /// The order books of a feed (`book::Builder`).
-#[pyclass(module = "liqbot_native", name = "BookBuilder")]
+#[pyclass(module = "liqbot_core", name = "BookBuilder")]
 #[derive(Default)]
 struct PyBookBuilder(Builder);
 
@@ -123,7 +123,7 @@ type Pairs<'a> = Vec<(&'a str, &'a str)>;
 type OwnedPairs = Vec<(String, String)>;
 
 /// One order book on its own, levels only (no continuity): what feature code folds records into.
-#[pyclass(module = "liqbot_native", name = "Book")]
+#[pyclass(module = "liqbot_core", name = "Book")]
 #[derive(Default)]
 pub(crate) struct PyBook(pub(crate) book::Book);
 
@@ -341,7 +341,7 @@ fn bybit_hot(
 }
 
 #[pymodule]
-fn liqbot_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+fn liqbot_core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Encoded>()?;
     module.add_class::<BookStep>()?;
     module.add_class::<PyBook>()?;

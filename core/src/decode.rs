@@ -35,7 +35,7 @@ struct Record {
 }
 
 /// One schema compiled to a decoding program; the classes it builds come from `classes` by full name.
-#[pyclass(frozen, module = "liqbot_native", name = "RecordDecoder")]
+#[pyclass(frozen, module = "liqbot_core", name = "RecordDecoder")]
 pub struct RecordDecoder {
     root: Node,
     records: Vec<Record>,

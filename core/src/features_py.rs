@@ -15,7 +15,7 @@ type SpecArgs = ((Vec<i64>, Vec<usize>, Vec<(usize, usize)>), (usize, i64, i64, 
                  Vec<i64>, f64);
 
 /// All symbols' feature state (`features::Engine`); made from a FeatureSpec's numbers (`decision/features.py`).
-#[pyclass(module = "liqbot_native", name = "FeatureEngine")]
+#[pyclass(module = "liqbot_core", name = "FeatureEngine")]
 pub struct PyFeatureEngine(Engine);
 
 #[pymethods]
