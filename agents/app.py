@@ -1,10 +1,10 @@
 """The agents worker: features, predict, decide and execute agents over the registry's topics, in a Faust app.
 
-Agents are thin: a decision step, its inputs and its state. Each keeps its state per source partition with a
-changelog topic (`agents/partitions.py`); one reader (`agents/runner.py`) feeds them all. Symbol-keyed topics
-share one partition count, so a partition holds the same symbols in every topic and a worker that owns it owns
-those symbols everywhere. Faust runs the worker: start, stop, signals, the model refresh and, under `--live`,
-the execute agent, whose Bybit calls are asynchronous I/O.
+Agents are thin: a decision step, its inputs and its state (`agents/steps.py`, which `liqbot backtest` builds its
+chain from too). Each keeps its state per source partition with a changelog topic (`agents/partitions.py`); one
+reader (`agents/runner.py`) feeds them all. Symbol-keyed topics share one partition count, so a partition holds the
+same symbols in every topic and a worker that owns it owns those symbols everywhere. Faust runs the worker: start,
+stop, signals, the model refresh and, under `--live`, the execute agent, whose Bybit calls are asynchronous I/O.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 import mode
@@ -33,23 +33,13 @@ from agents.live import live_execute_agent
 from agents.metrics import GC_PAUSE_SECONDS, PROCESS_SECONDS, SNAPSHOT_SECONDS, WORKER, TimedScorer, decided
 from agents.partitions import SNAPSHOT_EVERY_S, PartitionStates, Slot
 from agents.pauses import GcPauses, Pauses
-from agents.runner import Agent, Handler, Runner
-from decision.features import FeatureEngine
-from decision.paper import PaperAccount, PaperConfig, PaperVenue
-from decision.pipeline import DecideStep, ExecuteStep, PredictStep
-from decision.risk import AccountRisk
+from agents.runner import Agent, Runner
+from agents.steps import decide_step, execute_step, features_step, predict_step
+from decision.pipeline import DecideStep, PredictStep
 from decision.strategy import StrategyConfig
 from liqbot.config import Settings
 from liqbot.errors import LiqbotError
-from schemas.records import (
-    AvroRecord,
-    BookUpdate,
-    FeatureVector,
-    Liquidation,
-    Ticker,
-    TopOfBook,
-    Trade,
-)
+from schemas.records import AvroRecord
 from streams.bybit.private_venue import LiveVenue
 from streams.clients import Clients
 from training.registry import ModelRegistry
@@ -59,14 +49,6 @@ __all__ = ["AgentOptions", "build_app"]
 
 log = logging.getLogger(__name__)
 
-S = TypeVar("S")
-
-FEATURE_INPUTS = ("market.liquidations", "market.trades", "market.book", "market.top_of_book", "market.tickers")
-DECIDE_INPUTS = ("predictions", "market.liquidations", "market.top_of_book", "market.instruments", "orders.events",
-                 "positions")
-EXECUTE_INPUTS = ("orders.intents", "orders.cancels", "market.trades", "market.top_of_book", "market.tickers",
-                  "market.funding")
-_MARKET = Liquidation | Trade | TopOfBook | BookUpdate | Ticker
 _OBEY_EVERY_S = 0.1  # a kill switch reaches every partition's decisions within this of being read
 _SAVE_CHECK_S = 0.1  # one snapshot per check at most: a round of all partitions at once would stall the agents
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -195,17 +177,7 @@ def build_app(settings: Settings, options: AgentOptions) -> faust.App:
 
 
 def _features_agent(rt: _Runtime) -> None:
-    spec_engine = FeatureEngine()
-
-    def handle(engine: FeatureEngine, record: AvroRecord) -> Sequence[AvroRecord]:
-        if isinstance(record, _MARKET):
-            vector = engine.update(record)
-            return [vector] if vector is not None else []
-        return []
-
-    # "2": the compiled engine's state; snapshots of the Python engine before it are not loaded
-    _step(rt, "features", FEATURE_INPUTS, ("features",), handle, merge=True,
-          factory=lambda: FeatureEngine(spec_engine.spec), version=f"features:2:{spec_engine.fingerprint}")
+    _step(rt, features_step(topic=rt.codec.topic))
     rt.symbols["features"] = lambda: {k for engine in rt.states("features") for k in engine.symbols}
     rt.counts["features"] = lambda: sum((engine.counts for engine in rt.states("features")), Counter())
 
@@ -218,12 +190,7 @@ def _predict_agent(rt: _Runtime) -> None:
     step = PredictStep(lambda: scorer)
     log.info("predict agent serving model %s", served.version)
     rt.counts["predict"] = lambda: step.counts + served.scorer.counts
-
-    def handle(_: None, record: AvroRecord) -> Sequence[AvroRecord]:
-        return step.on_vector(record) if isinstance(record, FeatureVector) else []
-
-    _step(rt, "predict", ("features",), ("predictions",), handle, merge=False, factory=lambda: None,
-          version="predict:1")
+    _step(rt, predict_step(step, topic=rt.codec.topic))
 
     async def refresh() -> None:
         served.refresh()
@@ -233,13 +200,7 @@ def _predict_agent(rt: _Runtime) -> None:
 
 def _decide_agent(rt: _Runtime) -> None:
     config = StrategyConfig(mode="PAPER" if rt.options.live is None else "LIVE")
-    equity = rt.options.starting_equity
-
-    def handle(step: DecideStep, record: AvroRecord) -> Sequence[AvroRecord]:
-        return step.on_record(record, decided)
-
-    _step(rt, "decide", DECIDE_INPUTS, ("orders.intents", "orders.cancels"), handle, merge=True,
-          factory=lambda: DecideStep(config, AccountRisk(equity)), version="decide:1")
+    _step(rt, decide_step(config, rt.options.starting_equity, decided, topic=rt.codec.topic))
     rt.symbols["decide"] = lambda: {k for step in rt.states("decide") for k in step.symbols}
     rt.counts["decide"] = lambda: sum((step.counts for step in rt.states("decide")), Counter())
     WORKER.decide_states.append(lambda: rt.states("decide"))
@@ -276,26 +237,15 @@ def _spread(rt: _Runtime, chain: Chain, slot: Slot[Any], records: Sequence[AvroR
 
 
 def _execute_agent(rt: _Runtime) -> None:
-    equity = rt.options.starting_equity
-
-    def handle(step: ExecuteStep, record: AvroRecord) -> Sequence[AvroRecord]:
-        return step.on_record(record)
-
-    def factory() -> ExecuteStep:
-        return ExecuteStep(PaperVenue(PaperConfig(), PaperAccount(equity)))
-
-    _step(rt, "execute", EXECUTE_INPUTS, ("orders.events", "positions"), handle, merge=True, factory=factory,
-          version="execute:1")
+    _step(rt, execute_step(rt.options.starting_equity, topic=rt.codec.topic))
     rt.symbols["execute"] = lambda: {k for step in rt.states("execute") for k in step.venue.symbols}
 
 
-def _step(rt: _Runtime, name: str, inputs: Sequence[str], outputs: Sequence[str], handle: Handler[S], *,
-          merge: bool, factory: Callable[[], S], version: str) -> None:
-    """An agent's logic over the registry's topics `inputs`; `merge` feeds it in event-time order."""
-    topic = rt.codec.topic
-    rt.steps.append(Step(name, tuple(map(topic, inputs)), frozenset(map(topic, outputs)), factory, version, handle,
-                         merge, timer=PROCESS_SECONDS.labels(name)))
-    WORKER.flows.append(rt.steps[-1])
+def _step(rt: _Runtime, step: Step[Any]) -> None:
+    """An agent's step (agents/steps.py), timed and counted as the worker's."""
+    step.timer = PROCESS_SECONDS.labels(step.name)
+    rt.steps.append(step)
+    WORKER.flows.append(step)
 
 
 def _agent(rt: _Runtime, chain: Chain) -> Agent[list[Any]]:
@@ -305,7 +255,7 @@ def _agent(rt: _Runtime, chain: Chain) -> Agent[list[Any]]:
     states: PartitionStates[list[Any]] = PartitionStates(
         changelog, chain.new, version=chain.version, every_s=rt.options.snapshot_every_s,
         sources=chain.inputs if chain.merge else (), pauses=Pauses(SNAPSHOT_SECONDS.labels(chain.name)))
-    return Agent(chain.name, chain.inputs, states, chain.handle, chain.merge, chain.reject)
+    return Agent(chain.name, chain.inputs, states, chain.handle, chain.merge, chain.reject, chain.events)
 
 
 _BUILDERS: dict[str, Callable[[_Runtime], None]] = {

@@ -16,14 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from agents.runner import Handler
 from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
 from streams.metrics import HotHistogramChild
 
-__all__ = ["Chain", "Step", "chains"]
+__all__ = ["Chain", "Handler", "Step", "chains"]
 
 S = TypeVar("S")
+Handler = Callable[[S, AvroRecord], Sequence[AvroRecord]]  # a step's state and a record to the records it causes
 
 _MAX_CAUSED = 10_000  # records one input may cause in a chain: more means members that feed each other forever
 _UNTIMED = 63  # a step's n-th record of a topic is timed when n & _UNTIMED == 0: one in 64 (two clock reads)
@@ -41,6 +41,7 @@ class Step(Generic[S]):
     version: str  # state written by other code (another feature spec, say) is not loaded
     handle: Handler[S]
     merge: bool  # fold its inputs in event-time order across topics (streams/merge.py)
+    events: frozenset[str] = frozenset()  # inputs it also takes as `liqbot_core.MarketEvent`s (no record object)
     timer: HotHistogramChild | None = None  # the process-time histogram of the sampled records (agents/metrics.py)
     fed: dict[str, int] = field(init=False)  # records handed to it, by topic
     made: dict[str, int] = field(default_factory=dict)  # records it made, by topic
@@ -76,6 +77,11 @@ class Chain:
         """The topics read from the broker: what the members read and no member writes."""
         made = self.writes
         return tuple(dict.fromkeys(t for step in self.steps for t in step.inputs if t not in made))
+
+    @property
+    def events(self) -> frozenset[str]:
+        """The inputs every member that reads them takes as `MarketEvent`s: read without building records."""
+        return frozenset(t for t in self.inputs if all(t in s.events for s in self.steps if t in s.inputs))
 
     @property
     def version(self) -> str:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from schemas.records import AvroRecord
+from liqbot_core import MarketDecoder, MarketEvent
+
+from schemas.records import AvroRecord, BookUpdate, Liquidation, Ticker, TopOfBook, Trade
 from streams.avro import SerdeError
 from streams.clients import Clients
 from streams.metrics import RECORDS_CONSUMED, SERDE_ERRORS, HotCounterChild
+from streams.serde import market_decoder
 
 __all__ = ["AgentCodec"]
 
 log = logging.getLogger(__name__)
+
+_MARKET_SCHEMAS = frozenset(kind.SCHEMA for kind in (Liquidation, Trade, TopOfBook, BookUpdate, Ticker))
 
 
 class AgentCodec:
@@ -28,6 +33,7 @@ class AgentCodec:
                        if spec.name != "deadletter"}
         self.counts: Counter[str] = Counter()  # dead_lettered, sent:<schema>
         self._consumed: dict[str, HotCounterChild] = {}  # RECORDS_CONSUMED by topic, looked up once per topic
+        self._market: MarketDecoder | None = None  # made at first use: the serde's headers need the registry
 
     def decode(self, topic: str, payload: bytes | None, key: bytes | None, partition: int,
                offset: int) -> AvroRecord | None:
@@ -40,11 +46,27 @@ class AgentCodec:
             self.clients.dead_letters.send(source=topic, stage="agent-decode", error=exc, raw=payload or b"",
                                            key=key, partition=partition, offset=offset)
             return None
+        self._count(topic)
+        return record
+
+    def decode_event(self, topic: str, payload: bytes | None, key: bytes | None, partition: int,
+                     offset: int) -> MarketEvent | AvroRecord | None:
+        """A current market schema's body as the feature engine's event, with no record object; any other
+        payload as `decode` has it (a record of an older schema, or a dead letter)."""
+        if self._market is None:
+            names = {schema: topic for schema, topic in self._names.items() if schema in _MARKET_SCHEMAS}
+            self._market = market_decoder(self.clients.serde, names)
+        event = self._market.decode(payload or b"")
+        if event is None:
+            return self.decode(topic, payload, key, partition, offset)
+        self._count(topic)
+        return event
+
+    def _count(self, topic: str) -> None:
         consumed = self._consumed.get(topic)
         if consumed is None:
             consumed = self._consumed[topic] = RECORDS_CONSUMED.labels(topic)
         consumed.value += 1
-        return record
 
     def report(self) -> dict[str, int]:
         """For status.json: records consumed (decoded), dead-lettered, and sent by schema."""

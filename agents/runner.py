@@ -20,10 +20,10 @@ from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from agents.chain import Handler
 from agents.codec import AgentCodec
 from agents.partitions import PartitionStates, Slot
 from liqbot.config import KafkaSettings
-from schemas.records import AvroRecord
 from streams.consumer import consumer_config
 
 __all__ = ["Agent", "Runner"]
@@ -31,8 +31,7 @@ __all__ = ["Agent", "Runner"]
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
-Handler = Callable[[S, AvroRecord], Sequence[AvroRecord]]
-Held = tuple[str, int, AvroRecord | None]  # topic, offset, record (None: dead-lettered, only its offset counts)
+Held = tuple[str, int, Any]  # topic, offset, record or MarketEvent (None: dead-lettered, only its offset counts)
 
 _BATCH = 2_000  # messages taken from librdkafka's queue at once (it has fetched them already)
 _UNDECODED: Any = object()
@@ -48,6 +47,7 @@ class Agent(Generic[S]):
     handle: Handler[S]
     merge: bool  # feed it in event-time order across its inputs (streams/merge.py)
     failed: Callable[[str], None] = lambda topic: None  # an input of this topic was dead-lettered (counted)
+    events: frozenset[str] = frozenset()  # inputs it takes as `MarketEvent`s, decoded without a record object
 
 
 @dataclass
@@ -69,6 +69,9 @@ class Runner(threading.Thread):
         for agent in self.agents:
             for topic in agent.inputs:
                 self._readers[topic].append(agent)
+        # a topic read only by agents that take MarketEvents is decoded straight into them: no record objects
+        self._decode = {topic: codec.decode_event if all(topic in a.events for a in readers) else codec.decode
+                        for topic, readers in self._readers.items()}
         self._idle_check_s = idle_check_s
         self._timers: list[_Timer] = []
         self._stopping = threading.Event()
@@ -144,7 +147,7 @@ class Runner(threading.Thread):
                 agent.states.done(slot, topic, offset)
                 continue
             if record is _UNDECODED:
-                record = self.codec.decode(topic, msg.value(), msg.key(), partition, offset)
+                record = self._decode[topic](topic, msg.value(), msg.key(), partition, offset)
             if agent.merge:
                 ts_ns = record.ts_event_ns if record is not None else -1
                 slot.merge.push(topic, ts_ns, offset, (topic, offset, record))

@@ -16,8 +16,8 @@ from liqbot.errors import LiqbotError
 __all__ = ["BENCHMARKS", "NO_KAFKA", "machine", "percentile_ms", "report", "run_benchmark"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-BENCHMARKS = ("ingest", "serde", "inference", "e2e", "agents", "sink")
-NO_KAFKA = ("inference",)  # benchmarks that run without a broker: `liqbot bench` starts none for them
+BENCHMARKS = ("ingest", "serde", "inference", "e2e", "agents", "sink", "replay")
+NO_KAFKA = ("inference", "replay")  # benchmarks that run without a broker: `liqbot bench` starts none for them
 _results_dir = RESULTS_DIR
 
 

@@ -1,5 +1,5 @@
 from collections.abc import Mapping
-from typing import Any, Protocol, final
+from typing import Any, Literal, Protocol, final
 
 class _Level(Protocol):
     @property
@@ -120,7 +120,8 @@ class FeatureEngine:
         """`liquidation`: kept windows (ns), published and (half, whole) acceleration indices into them;
         `burst`: (index of its window, window ns, baseline windows, sigma floor)."""
     def apply(self, record: object) -> bool:
-        """Fold a record into its symbol; False when it was a duplicate or too late (counted either way)."""
+        """Fold a record (or a `MarketEvent`, once) into its symbol; False when it was a duplicate or too late
+        (counted either way)."""
     def update(self, record: object) -> tuple[int, tuple[float, ...]] | None:
         """`apply`, and at an applied liquidation its symbol's (watermark, values)."""
     def values(self, venue: str, symbol: str) -> tuple[int, tuple[float, ...]]:
@@ -131,3 +132,31 @@ class FeatureEngine:
     def book(self, venue: str, symbol: str) -> Book | None: ...
     def __getstate__(self) -> bytes: ...
     def __setstate__(self, state: bytes) -> None: ...
+
+@final
+class MarketEvent:
+    """A market record's body decoded for the feature engine (`market.rs`): what it reads, what a vector names."""
+
+    SCHEMA: str
+    @property
+    def venue(self) -> str: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def ts_event_ns(self) -> int: ...
+    @property
+    def ts_recv_ns(self) -> int: ...
+    @property
+    def position_side(self) -> Literal["LONG", "SHORT"] | None:
+        """A liquidation's side; None for other records."""
+
+@final
+class MarketDecoder:
+    """Bodies of the current market schemas behind their headers, straight into `MarketEvent`s."""
+
+    def __init__(self, schemas: Mapping[bytes, tuple[str, str]]) -> None:
+        """`schemas`: each header to (schema name, schema JSON text)."""
+    def decode(self, payload: bytes) -> MarketEvent | None:
+        """None unless `payload` is exactly one body of a market schema behind that schema's header."""

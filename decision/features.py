@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 
 from liqbot_core import FeatureEngine as _Engine
+from liqbot_core import MarketEvent
 
 from decision.arms import entry_side
 from decision.feature_spec import NS_PER_S, FeatureSpec
@@ -49,8 +50,9 @@ class FeatureEngine:
         self.fingerprint = self.spec.fingerprint()
         self._engine = _compiled(self.spec)
 
-    def update(self, record: MarketRecord) -> FeatureVector | None:
-        """Apply one market record; a liquidation (a decision point) returns the vector just after it."""
+    def update(self, record: MarketRecord | MarketEvent) -> FeatureVector | None:
+        """Apply one market record (or its body decoded into a `MarketEvent`, folded in once); a liquidation (a
+        decision point) returns the vector just after it."""
         out = self._engine.update(record)
         if out is None:
             return None
@@ -72,11 +74,13 @@ class FeatureEngine:
         """
         return self._vector(record, *self._engine.values(record.venue, record.symbol))
 
-    def _vector(self, record: MarketRecord, watermark_ns: int, values: tuple[float, ...]) -> FeatureVector:
+    def _vector(self, record: MarketRecord | MarketEvent, watermark_ns: int,
+                values: tuple[float, ...]) -> FeatureVector:
+        liquidated = record.position_side if isinstance(record, Liquidation | MarketEvent) else None
         return FeatureVector(
             venue=record.venue, symbol=record.symbol, event_id=record.event_id, ts_event_ns=watermark_ns,
             ts_recv_ns=record.ts_recv_ns, feature_spec=self.fingerprint, values=values,
-            side=entry_side(record.position_side) if isinstance(record, Liquidation) else None,
+            side=entry_side(liquidated) if liquidated is not None else None,
         )
 
     @property

@@ -1,4 +1,4 @@
-"""The history commands of `liqbot`: sink (Kafka to ClickHouse) and sql."""
+"""The history commands of `liqbot`: sink (Kafka to ClickHouse) and sql; pipeline and backtest in modules beside."""
 
 from __future__ import annotations
 
@@ -90,10 +90,12 @@ def store_options() -> argparse.ArgumentParser:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], remote: argparse.ArgumentParser) -> None:
-    from liqbot import pipeline_command
+    from liqbot import backtest_command, pipeline_command, replay_command
 
     where = store_options()
     pipeline_command.add_command(sub, remote, where)
+    replay_command.add_command(sub, remote, where)
+    backtest_command.add_command(sub, where)
     snk = sub.add_parser("sink", parents=[remote, where, stream_commands.metrics_options()],
                          help="every topic into its ClickHouse table, exactly once (docs/history.md)")
     snk.add_argument("--group", default="liqbot-sink", help="consumer group (default: %(default)s)")

@@ -19,7 +19,7 @@ from liqbot.errors import LiqbotError
 if TYPE_CHECKING:
     from streams.history.store import StoreSettings
 
-__all__ = ["add_command", "pipeline"]
+__all__ = ["add_command", "pipeline", "through_agents"]
 
 CAPTURES = ((BYBIT_CAPTURE, "bybit-linear"), (LIQUIDATION_FRAMES, "bybit-linear"), (BINANCE_CAPTURE, "binance-usdm"))
 
@@ -102,39 +102,79 @@ def _settle(probe: Callable[[], object], quiet_s: float, timeout_s: float, what:
         if now != last:
             last, since = now, time.monotonic()
         if time.monotonic() - said >= 10:
-            _say(f"pipeline: {last}")
+            _say(f"  {last}")
             said = time.monotonic()
 
 
 def pipeline(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
-    from streams.history.store import StoreSettings
-
     run = args.run or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
     run = run if run.endswith(".") else f"{run}."
     settings = stream_commands.ensure_services(args, settings)
     settings = stream_commands.connected(args, replace(settings, kafka=replace(settings.kafka, topic_prefix=run))
                                          ).settings
-    store = StoreSettings(path=settings.broker.home / "clickhouse", url=args.clickhouse_url)
-    _say(f"pipeline: run {run.rstrip('.')}: topics {run}*, ClickHouse {store.where}")
-    sink_options = ["--clickhouse-url", args.clickhouse_url] if args.clickhouse_url else []
-    work = settings.broker.home / "pipeline" / run.rstrip(".")
-    with SinkProcess(settings, settings.broker.home, *sink_options) as sink, \
-            WorkerProcess(settings, work, *(["--models", args.models] if args.models else [])) as worker:
-        total = _live_path(settings, store, run, sink, worker)
-        summary = _summary(settings, store, run)
+    total, summary = through_agents(args, settings, _ingest,
+                                    "the real captures through ingest, the agents worker and the sink")
     summary = {"run": summary.pop("run"), "market_records_ingested": total, **summary}
-    print(json.dumps(summary))
     if summary["market_rows_in_clickhouse"] != total:
+        print(json.dumps(summary))
         raise LiqbotError(f"ClickHouse holds {summary['market_rows_in_clickhouse']:,} market rows of the {total:,} "
                           f"ingested; the sink's log: {settings.broker.home / 'sink.log'}")
+    summary["backtest"] = _backtest(args, settings, run)
+    print(json.dumps(summary))
     return 0
 
 
-def _live_path(settings: Settings, store: StoreSettings, run: str, sink: SinkProcess, worker: WorkerProcess) -> int:
-    """Ingests the captures with the sink and the worker running, until nothing moves; the records ingested."""
+def _backtest(args: argparse.Namespace, settings: Settings, run: str) -> dict[str, object]:
+    """The run's history, now in ClickHouse, through `liqbot backtest` (the sink has stopped: chDB is free)."""
+    from liqbot.backtest_command import run_backtest
+    from liqbot.history_commands import store_settings
     from streams.history.query import run_query
+    from streams.history.reader import HistoryRange
+
+    store = store_settings(args, settings)
+    # the symbols that traded (the listings name every symbol of the venue)
+    market = " UNION ALL ".join(f"SELECT symbol, ts_event_ns FROM {t} WHERE _topic LIKE '{run}%'"
+                                for t in ("trades", "liquidations", "top_of_book"))
+    first, last, symbols = run_query(store, f"SELECT toUnixTimestamp64Nano(min(ts_event_ns)), "
+                                            f"toUnixTimestamp64Nano(max(ts_event_ns)), arrayStringConcat("
+                                            f"arraySort(groupUniqArray(symbol)), ',') FROM ({market})",
+                                     "TSV").decode().split()
+    span = HistoryRange(namespace=run, from_ns=int(first), to_ns=int(last) + 1, symbols=tuple(symbols.split(",")))
+    print(f"\n== backtest of the same history (liqbot backtest --namespace {run} --symbols {symbols})")
+    report = settings.broker.home / "pipeline" / run.rstrip(".") / "backtest.html"
+    figures = run_backtest(store, span, models=args.models, run=f"{run.rstrip('.')}-backtest", report=report)
+    print(f"report: {report} (and {report.with_suffix('.png')})")
+    return {**figures, "report": str(report)}
+
+
+def through_agents(args: argparse.Namespace, settings: Settings, feed: Callable[[Settings], int],
+                   what: str, *, feed_first: bool = False) -> tuple[int, dict[str, object]]:
+    """An agents worker and a sink on `settings`' namespace while `feed` fills its market topics (or, with
+    `feed_first`, after it has), until nothing moves; the records fed and the summary queried from ClickHouse."""
+    from streams.history.store import StoreSettings
+
+    run = settings.kafka.topic_prefix
+    store = StoreSettings(path=settings.broker.home / "clickhouse", url=args.clickhouse_url)
+    _say(f"{args.command}: run {run.rstrip('.')}: topics {run}*, ClickHouse {store.where}")
+    sink_options = ["--clickhouse-url", args.clickhouse_url] if args.clickhouse_url else []
+    work = settings.broker.home / args.command / run.rstrip(".")
+    if feed_first:
+        fed = feed(settings)
+        feed = lambda _: fed  # noqa: E731
+    with SinkProcess(settings, settings.broker.home, *sink_options) as sink, \
+            WorkerProcess(settings, work, *(["--models", args.models] if args.models else [])) as worker:
+        total = _live_path(settings, store, sink, worker, feed)
+        return total, _summary(settings, store, run, what)
+
+
+def _live_path(settings: Settings, store: StoreSettings, sink: SinkProcess, worker: WorkerProcess,
+               feed: Callable[[Settings], int]) -> int:
+    """Feeds the market topics with the sink and the worker running, until nothing moves; the records fed."""
+    from streams.history.query import run_query
+
+    run = settings.kafka.topic_prefix
 
     def alive() -> str | None:
         for name, child in (("sink", sink), ("agents worker", worker)):
@@ -149,8 +189,8 @@ def _live_path(settings: Settings, store: StoreSettings, run: str, sink: SinkPro
 
     _wait_for_sql(store, sink, alive)  # before any query here: it would take chDB's lock from the sink
     worker.wait_for_partitions(settings.kafka.partitions)
-    total = _ingest(settings)
-    _say(f"pipeline: {total:,} market records in Kafka; waiting for the worker and the sink to drain them")
+    total = feed(settings)
+    _say(f"{total:,} market records in Kafka; waiting for the worker and the sink to drain them")
     _settle(drained, quiet_s=6.0, timeout_s=1800.0, what="still moving", alive=alive)
     return total
 
@@ -162,12 +202,12 @@ def _tables(settings: Settings, market_only: bool = False) -> list[str]:
     return sorted({s.table for s in specs if not market_only or s.name.startswith("market.")})
 
 
-def _summary(settings: Settings, store: StoreSettings, run: str) -> dict[str, object]:
+def _summary(settings: Settings, store: StoreSettings, run: str, what: str) -> dict[str, object]:
     """Prints the summary tables, all from ClickHouse; the figures of the last line."""
     from streams.history.query import FORMATS, run_query
 
-    print(f"\nliqbot pipeline, run {run.rstrip('.')}: the real captures through ingest, the agents worker and the "
-          f"sink; every figure below is queried from ClickHouse ({store.where})\n")
+    print(f"\nliqbot, run {run.rstrip('.')}: {what}; every figure below is queried from ClickHouse "
+          f"({store.where})\n")
     for title, sql in SUMMARY:
         print(f"== {title}")
         text = sql.format(run=run, union=_union(_tables(settings), run))

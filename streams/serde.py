@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Protocol
 
-from liqbot_core import RecordDecoder
+from liqbot_core import MarketDecoder, RecordDecoder
 
 from liqbot.config import SerdeSettings
 from schemas import RELEASED_DIR, AvroSchema, from_text, load_all, load_dir
@@ -16,7 +17,7 @@ from schemas.records import RECORD_TYPES, ArmPrediction, AvroRecord, BookLevel
 from streams.avro import SerdeError, decode_body, encode_body
 from streams.registry import RegistryClient, RegistryError
 
-__all__ = ["ConfluentSerde", "Framed", "Serde", "SerdeError", "SingleObjectSerde", "make_serde"]
+__all__ = ["ConfluentSerde", "Framed", "Serde", "SerdeError", "SingleObjectSerde", "make_serde", "market_decoder"]
 
 _CONFLUENT_MAGIC = b"\x00"
 _SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -169,3 +170,10 @@ def make_serde(settings: SerdeSettings) -> Serde:
     if settings.kind == "confluent":
         return ConfluentSerde(RegistryClient(settings.registry_url))
     return SingleObjectSerde()
+
+
+def market_decoder(serde: Serde, topics: Mapping[str, str]) -> MarketDecoder:
+    """Bodies of the current market schemas, behind the headers `serde` writes for them on `topics` (schema ->
+    topic), straight into the feature engine's events (core/src/market.rs); any other payload is `decode`'s."""
+    return MarketDecoder({serde.header(topic, schema): (schema, load_all()[schema].text)
+                          for schema, topic in topics.items()})

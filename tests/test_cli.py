@@ -108,6 +108,14 @@ def test_pipeline_runs_the_real_captures_into_clickhouse_and_summarises_from_it(
                   "orders and fills", "dead letters"):
         assert f"== {title}" in run.stdout
     assert "│ binance-usdm │ BTCUSDT  │  21313 │" in run.stdout
+    # then the same history from ClickHouse through `liqbot backtest`: the worker's decisions again
+    backtest = summary["backtest"]
+    assert backtest["decision_points"] == summary["feature_vectors"] and backtest["intents"] == summary["order_intents"]
+    assert sum(backtest["rows"].values()) == 105_997  # the market tables the agents read, instruments of these symbols
+    assert "== backtest of the same history" in run.stdout
+    report = Path(backtest["report"])
+    assert report.parent == tmp_path / "home" / "pipeline" / summary["run"] and report.with_suffix(".png").is_file()
+    assert "No trades: no order filled in this span" in report.read_text()
     # the sink has stopped: `liqbot sql` opens the store itself
     after = _liqbot(None, "sql", "SELECT count() FROM trades", "--format", "csv", home=tmp_path / "home")
     assert after.returncode == 0 and after.stdout.splitlines()[-1] == "21660", after.stderr

@@ -71,8 +71,15 @@ class ModelRegistry:
             raise ModelLoadError(f"no model in {self.root} ({_CURRENT} is missing): run `liqbot train`")
         return path.read_text().strip()
 
+    def versions(self) -> list[str]:
+        """Every published version, by name."""
+        return sorted(p.name for p in self.root.glob("*") if (p / _MODEL).exists()) if self.root.is_dir() else []
+
     def meta(self, version: str | None = None) -> dict[str, Any]:
         version = version or self.current()
+        if not (self.root / version).is_dir():
+            raise ModelLoadError(f"no model version {version} in {self.root}; it holds "
+                                 f"{', '.join(self.versions()) or 'none'} (--models DIR names another registry)")
         path = self.root / version / _META
         try:
             meta: dict[str, Any] = json.loads(path.read_text())

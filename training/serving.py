@@ -33,10 +33,11 @@ class ServedModel:
     exit_rule: ExitRule = field(default_factory=ExitRule)
     fees: Fees = field(default_factory=Fees)
     counts: Counter[str] = field(default_factory=Counter)  # reloaded, refused
+    pinned: str | None = None  # this version, never CURRENT's (a backtest's `--model`): `refresh` keeps it
     scorer: Scorer = field(init=False)
 
     def __post_init__(self) -> None:
-        self.scorer = self._scorer(self.registry.current())
+        self.scorer = self._scorer(self.pinned or self.registry.current())
 
     def _scorer(self, version: str) -> Scorer:
         return Scorer(self.registry.load(version), spec=self.spec, grid=self.grid, exit_rule=self.exit_rule,
@@ -48,6 +49,8 @@ class ServedModel:
 
     def refresh(self) -> bool:
         """Serve CURRENT if it changed and can be served; True when the model was replaced."""
+        if self.pinned is not None:
+            return False
         try:
             version = self.registry.current()
             if version == self.version:

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat, PyString, PyTuple};
 
 use crate::features::{bad_state, Engine, Event, Levels, Meta, Spec};
+use crate::market::{self, MarketEvent};
 use crate::{attr, levels, long, text, PyBook};
 
 /// The spec's numbers in constructor order (what pickling passes back to `__new__`): liquidation windows (ns,
@@ -40,20 +41,32 @@ impl PyFeatureEngine {
         }))
     }
 
-    /// Fold a record into its symbol; False when it was a duplicate or too late (counted either way).
+    /// Fold a record (or a `MarketEvent`) into its symbol; False when it was a duplicate or too late (counted
+    /// either way).
     fn apply(&mut self, record: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if let Ok(event) = record.cast::<MarketEvent>() {
+            return self.fold_event(record.py(), &mut event.borrow_mut());
+        }
         let schema = attr(record, "SCHEMA")?;
         self.fold(record, text(&schema).unwrap_or(""))
     }
 
     /// `apply`, and at an applied liquidation its symbol's (watermark, values); None otherwise.
     fn update<'py>(&mut self, record: &Bound<'py, PyAny>) -> PyResult<Option<(i64, Bound<'py, PyTuple>)>> {
+        let py = record.py();
+        if let Ok(event) = record.cast::<MarketEvent>() {
+            let mut event = event.borrow_mut();
+            if !self.fold_event(py, &mut event)? || event.name != "liqbot.Liquidation" {
+                return Ok(None);
+            }
+            return self.values(py, &event.venue, &event.symbol).map(Some);
+        }
         let schema = attr(record, "SCHEMA")?;
         let schema = text(&schema).unwrap_or("");
         if !self.fold(record, schema)? || schema != "liqbot.Liquidation" {
             return Ok(None);
         }
-        self.values(record.py(), &string(record, "venue")?, &string(record, "symbol")?).map(Some)
+        self.values(py, &string(record, "venue")?, &string(record, "symbol")?).map(Some)
     }
 
     /// The (watermark, values) of one symbol, in the spec's order; KeyError for a symbol never seen.
@@ -119,6 +132,14 @@ impl PyFeatureEngine {
             windowed: matches!(schema, "liqbot.Liquidation" | "liqbot.Trade"),
         };
         self.0.apply(&meta, || event(record, schema))
+    }
+}
+
+impl PyFeatureEngine {
+    /// A decoded body (`market.rs`): the same `Engine::apply` as a record's, its text parsed at the same point.
+    fn fold_event(&mut self, py: Python<'_>, event: &mut MarketEvent) -> PyResult<bool> {
+        let fields = event.take_fields()?;
+        self.0.apply(&event.meta(), || market::event(py, fields))
     }
 }
 

@@ -9,7 +9,8 @@
 //! Books (`book.rs`): both paths apply book updates to the same `BookBuilder`, which publishes the update, the
 //! top of book and RESYNC markers as Avro bodies; `streams/orderbook.py` is its Python face.
 //!
-//! Records (`decode.rs`): Avro bodies back to the project's record objects, for the consumers' hot path.
+//! Records (`decode.rs`): Avro bodies back to the project's record objects, for the consumers' hot path;
+//! market bodies straight into the feature engine's events (`market.rs`), for the features agent's.
 //!
 //! Columns (`columns.rs`): Avro bodies straight into Arrow buffers, for the ClickHouse sink.
 //!
@@ -25,6 +26,7 @@ mod decode;
 mod features;
 mod features_py;
 mod json;
+mod market;
 mod pyfloat;
 mod state;
 mod windows;
@@ -349,6 +351,8 @@ fn liqbot_core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<decode::RecordDecoder>()?;
     module.add_class::<columns::ColumnDecoder>()?;
     module.add_class::<features_py::PyFeatureEngine>()?;
+    module.add_class::<market::MarketDecoder>()?;
+    module.add_class::<market::MarketEvent>()?;
     module.add_function(wrap_pyfunction!(binance_hot, module)?)?;
     module.add_function(wrap_pyfunction!(bybit_hot, module)?)
 }

@@ -23,7 +23,7 @@ from clickhouse_connect.driver.client import Client
 from liqbot.errors import LiqbotError
 from streams.history.store import StoreSettings, connect
 
-__all__ = ["FORMATS", "QueryServer", "answer", "endpoint", "endpoint_file", "run_query"]
+__all__ = ["FORMATS", "QueryServer", "answer", "endpoint", "endpoint_file", "run_query", "running_sink"]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,8 @@ def endpoint(store: StoreSettings) -> tuple[int, str] | None:
         return None
 
 
-def _running_sink(store: StoreSettings) -> str | None:
+def running_sink(store: StoreSettings) -> str | None:
+    """The SQL endpoint of a live sink on the chDB store `store`, or None."""
     found = endpoint(store)
     if found is None:
         return None
@@ -138,7 +139,7 @@ def _running_sink(store: StoreSettings) -> str | None:
 
 def run_query(store: StoreSettings, sql: str, fmt: str) -> bytes:
     """`sql`'s result in ClickHouse output format `fmt`: through the running sink, the server, or chDB itself."""
-    url = _running_sink(store) if store.url is None else None
+    url = running_sink(store) if store.url is None else None
     if url is None:
         client = connect(store)
         try:

@@ -11,8 +11,8 @@ from typing import Any, ClassVar, cast
 
 import pytest
 
-from agents.app import DECIDE_INPUTS, EXECUTE_INPUTS, FEATURE_INPUTS
 from agents.chain import Chain, Step, chains
+from agents.steps import DECIDE_INPUTS, EXECUTE_INPUTS, FEATURE_INPUTS
 from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
 

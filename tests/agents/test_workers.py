@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from agents.app import FEATURE_INPUTS
+from agents.steps import FEATURE_INPUTS
 from decision.features import FeatureEngine
 from decision.scoring import Scorer
 from liqbot.children import WorkerProcess as Worker

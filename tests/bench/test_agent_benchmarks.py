@@ -43,6 +43,7 @@ def test_bench_e2e_measures_liquidation_to_intent_through_a_real_worker(
     assert figures["raw_round_trip_p50_ms"] < figures["raw_three_hops_p50_ms"]  # two more trips through the broker
     if figures["intents"]:
         assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["p999_ms"]
+        assert figures["p99_over_arrival_p99"] == round(figures["p99_ms"] / figures["arrival_p99_ms"], 2)
     else:
         assert math.isnan(figures["p50_ms"])
 

@@ -78,6 +78,13 @@ def test_missing_registry_or_metadata_says_to_train(tmp_path: Path) -> None:
         registry.load()
 
 
+def test_an_unknown_version_is_refused_with_the_versions_the_registry_holds(tmp_path: Path) -> None:
+    registry, version = copy_of_committed(tmp_path)
+    with pytest.raises(ModelLoadError, match=rf"no model version 0123456789abcdef in {tmp_path}; it holds {version} "):
+        registry.load("0123456789abcdef")
+    assert registry.versions() == [version]
+
+
 def test_a_model_for_another_feature_spec_is_refused(tmp_path: Path) -> None:
     registry, version = copy_of_committed(tmp_path)
     model = registry.load()

@@ -1,4 +1,5 @@
-"""The stores the sink tests run against: embedded chDB (queried through the running sink) and the HTTP path."""
+"""The stores the sink tests run against: embedded chDB (queried through the running sink) and the HTTP path; and a
+store the backtests read, the real captures and the SYNTHETIC wick scenario landed in it without Kafka."""
 
 from __future__ import annotations
 
@@ -20,8 +21,12 @@ import pytest
 
 from liqbot.children import SinkProcess, stop_child
 from liqbot.config import Settings
+from liqbot.pipeline_command import CAPTURES
+from streams.capture_replay import capture_records
+from streams.history.load import land
 from streams.history.query import endpoint, run_query
-from streams.history.store import PASSWORD_ENV, StoreSettings
+from streams.history.store import PASSWORD_ENV, StoreSettings, apply_migrations, connect
+from training.scenario import WickScenario, generate
 
 # The http kind's ClickHouse server: a test double speaking its HTTP interface over chDB (see its docstring).
 SHIM = Path(__file__).resolve().with_name("chdb_http.py")
@@ -136,3 +141,37 @@ def _clickhouse_http(home: Path) -> Iterator[int]:
         yield port
     finally:
         stop_child(server, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class LandedHistory:
+    """A chDB store (closed: open it in one process at a time) holding the real captures under 'real.' and the
+    SYNTHETIC wick scenario under 'wick.', as the sink would have written them from topics of 6 partitions; and per
+    namespace, each (topic, partition)'s records in offset order."""
+
+    path: Path
+    sources: dict[str, dict[tuple[str, int], list[Any]]]
+
+    @property
+    def settings(self) -> StoreSettings:
+        return StoreSettings(path=self.path)
+
+
+# The wick scenario the agents' worker test runs (tests/agents/test_workers.py): it places, fills and exits orders.
+WICK = WickScenario(seed=5, symbols=("WICKUSDT", "SPIKEUSDT", "DIPUSDT"), duration_s=900, bursts=4)
+PARTITIONS = 6  # the default of LIQBOT_PARTITIONS
+
+
+@pytest.fixture(scope="session")
+def landed_history(tmp_path_factory: pytest.TempPathFactory) -> LandedHistory:
+    """The real captures in the order `liqbot pipeline` produces them, and the scenario, landed once per session."""
+    real = [r for path, venue in CAPTURES for r in capture_records(path, venue)]
+    path = tmp_path_factory.mktemp("history") / "clickhouse"
+    client = connect(StoreSettings(path=path))
+    try:
+        apply_migrations(client)
+        sources = {"real.": land(client, "real.", real, PARTITIONS),
+                   "wick.": land(client, "wick.", generate(WICK).records, PARTITIONS)}
+    finally:
+        client.close()  # chDB opens one directory per process at a time
+    return LandedHistory(path, sources)

@@ -10,25 +10,19 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.client import Client
 
 from decision.ids import exit_order_id
 from liqbot.data import BINANCE_CAPTURE, LIQUIDATION_FRAMES
-from schemas import load_all
 from schemas.records import Liquidation, Trade
-from streams.avro import encode_body
 from streams.capture_replay import capture_records
-from streams.history.arrow import decode_batch
-from streams.history.columns import columns_for
+from streams.history.load import PRODUCE_DELAY_MS, insert
 from streams.history.store import StoreSettings, apply_migrations, connect
 from streams.roundtrip import records_from_captures
-from streams.topics import TOPICS
 from training.scenario import WickScenario, generate
 
 NS_PER_MIN = 60 * 10**9
-PRODUCE_DELAY_MS = 2  # what the rows' Kafka timestamps add to their receive time here
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +31,6 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     apply_migrations(made)
     yield made
     made.close()  # chDB opens one directory per process at a time
-
-
-def insert(client: Client, namespace: str, data: Sequence[dict[str, Any]], schema: str) -> None:
-    """Rows as the sink writes them: the decoded columns, then Kafka coordinates (partition 0, offsets 0..n-1)."""
-    spec = next(s for s in TOPICS if s.schema == schema)
-    writer = load_all()[schema]
-    decoded = decode_batch(writer, [encode_body(writer, d) for d in data], 0)
-    assert decoded.bad == []
-    n = len(data)
-    received = [d.get("ts_recv_ns", d["ts_event_ns"]) // 1_000_000 + PRODUCE_DELAY_MS for d in data]
-    kafka = [pa.array([namespace + spec.name] * n), pa.array(["id"] * n), pa.array([0] * n, pa.int32()),
-             pa.array(range(n), pa.int64()), pa.array(received, pa.timestamp("ms", tz="UTC")),
-             pa.array([1] * n, pa.uint64())]
-    names = [c.name for c in columns_for(schema)] + ["_topic", "_topic_id", "_partition", "_offset", "_kafka_ts",
-                                                     "_schema_id"]
-    client.insert_arrow(spec.table, pa.Table.from_arrays(decoded.columns + kafka, names=names))
 
 
 @pytest.fixture(scope="module")

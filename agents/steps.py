@@ -1,0 +1,105 @@
+"""The four agents' steps: the topics each reads and writes, its state and how a record reaches its logic.
+
+The worker (`agents/app.py`) and the history replay (`streams/history/backtest.py`) both build their steps here
+and join them with `agents.chain.chains`, so a backtest routes records between the steps exactly as a worker
+running all four agents does. Nothing here does I/O; a worker adds its metrics, timers and topics' prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from liqbot_core import MarketEvent
+
+from agents.chain import Handler, Step
+from decision.feature_spec import FeatureSpec
+from decision.features import FeatureEngine
+from decision.paper import PaperAccount, PaperConfig, PaperVenue
+from decision.pipeline import DecideStep, DecisionHook, ExecuteStep, PredictStep
+from decision.risk import AccountRisk
+from decision.strategy import StrategyConfig
+from schemas.records import AvroRecord, BookUpdate, FeatureVector, Liquidation, Ticker, TopOfBook, Trade
+
+__all__ = ["DECIDE_INPUTS", "EXECUTE_INPUTS", "FEATURE_INPUTS", "Topic", "decide_step", "execute_step",
+           "features_step", "predict_step"]
+
+S = TypeVar("S")
+Topic = Callable[[str], str]  # a registry topic name ("market.trades") to the name its records travel under
+
+# In event-time tie-break order: a merge ranks a step's inputs (and a chain's) by their place here.
+FEATURE_INPUTS = ("market.liquidations", "market.trades", "market.book", "market.top_of_book", "market.tickers")
+DECIDE_INPUTS = ("predictions", "market.liquidations", "market.top_of_book", "market.instruments", "orders.events",
+                 "positions")
+EXECUTE_INPUTS = ("orders.intents", "orders.cancels", "market.trades", "market.top_of_book", "market.tickers",
+                  "market.funding")
+_MARKET = Liquidation | Trade | TopOfBook | BookUpdate | Ticker | MarketEvent
+
+
+def _as_is(name: str) -> str:
+    return name
+
+
+def features_step(spec: FeatureSpec | None = None, topic: Topic = _as_is) -> Step[FeatureEngine]:
+    """Market records (or their bodies decoded straight into `MarketEvent`s) to a feature vector at every
+    decision point."""
+    spec_engine = FeatureEngine(spec)
+
+    def handle(engine: FeatureEngine, record: AvroRecord | MarketEvent) -> Sequence[AvroRecord]:
+        if isinstance(record, _MARKET):
+            vector = engine.update(record)
+            return [vector] if vector is not None else []
+        return []
+
+    def factory() -> FeatureEngine:
+        return FeatureEngine(spec_engine.spec)
+
+    # "2": the compiled engine's state; snapshots of the Python engine before it are not loaded
+    return _step("features", FEATURE_INPUTS, ("features",), handle, factory=factory,
+                 version=f"features:2:{spec_engine.fingerprint}", topic=topic, events=True)
+
+
+def predict_step(step: PredictStep, topic: Topic = _as_is) -> Step[None]:
+    """Vectors at decision points to predictions of the model `step` serves (one model for every partition)."""
+    def handle(_: None, record: AvroRecord) -> Sequence[AvroRecord]:
+        return step.on_vector(record) if isinstance(record, FeatureVector) else []
+
+    return _step("predict", ("features",), ("predictions",), handle, factory=lambda: None, version="predict:1",
+                 topic=topic, merge=False)
+
+
+def decide_step(config: StrategyConfig, starting_equity: float, on_decision: DecisionHook | None = None,
+                topic: Topic = _as_is) -> Step[DecideStep]:
+    """Predictions, the market and the venue's order events to intents and cancels; one risk account per state."""
+    def handle(step: DecideStep, record: AvroRecord) -> Sequence[AvroRecord]:
+        return step.on_record(record, on_decision)
+
+    def factory() -> DecideStep:
+        return DecideStep(config, AccountRisk(starting_equity))
+
+    return _step("decide", DECIDE_INPUTS, ("orders.intents", "orders.cancels"), handle, factory=factory,
+                 version="decide:1", topic=topic)
+
+
+def execute_step(starting_equity: float, config: PaperConfig | None = None,
+                 topic: Topic = _as_is) -> Step[ExecuteStep]:
+    """Intents, cancels and the market through the paper venue, one paper account per state."""
+    paper = config or PaperConfig()
+
+    def handle(step: ExecuteStep, record: AvroRecord) -> Sequence[AvroRecord]:
+        return step.on_record(record)
+
+    def factory() -> ExecuteStep:
+        return ExecuteStep(PaperVenue(paper, PaperAccount(starting_equity)))
+
+    return _step("execute", EXECUTE_INPUTS, ("orders.events", "positions"), handle, factory=factory,
+                 version="execute:1", topic=topic)
+
+
+def _step(name: str, inputs: Sequence[str], outputs: Sequence[str], handle: Handler[S], *, factory: Callable[[], S],
+          version: str, topic: Topic, merge: bool = True, events: bool = False) -> Step[S]:
+    """`merge`: the step is fed its inputs in event-time order (streams/merge.py); `events`: it takes them as
+    `MarketEvent`s too (decoded without record objects where no other step reads them)."""
+    topics = tuple(map(topic, inputs))
+    return Step(name, topics, frozenset(map(topic, outputs)), factory, version, handle, merge,
+                frozenset(topics) if events else frozenset())
