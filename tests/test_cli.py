@@ -83,7 +83,8 @@ def test_bench_ingest_prints_json_last(settings: Settings, tmp_path: Path) -> No
 def test_unknown_benchmark_lists_the_known_ones(settings: Settings) -> None:
     run = _liqbot(settings, "bench", "nosuch")
     assert run.returncode == 2
-    assert run.stderr == "error: no benchmark 'nosuch'; available: ingest, serde, inference, e2e, agents, sink, replay\n"
+    assert run.stderr == ("error: no benchmark 'nosuch'; available: ingest, serde, inference, e2e, agents, sink, "
+                          "replay\n")
 
 
 def test_test_passes_options_to_pytest_and_other_commands_refuse_them(tmp_path: Path) -> None:
