@@ -100,7 +100,15 @@ def _exporter(args: argparse.Namespace, settings: Settings) -> int:
     print(f"lag exporter: metrics on http://{args.metrics_addr}:{args.metrics_port}/metrics, a round every "
           f"{args.every:g} s (Ctrl-C stops)", file=sys.stderr, flush=True)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    interrupted: list[int] = []
+
+    def on_signal(sig: int, _: object) -> None:
+        interrupted.append(sig)
+        stop.set()
+
+    # handled here, not as KeyboardInterrupt: a child started with SIGINT ignored never gets Python's handler
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
 
     def failed(exc: Exception) -> None:
         collector.failed()
@@ -110,7 +118,7 @@ def _exporter(args: argparse.Namespace, settings: Settings) -> int:
         monitor.run(args.every, stop, lambda s: collector.update(s, monitor.stats.last_round_s), failed)
     finally:
         monitor.close()
-    return 0
+    return 130 if signal.SIGINT in interrupted else 0  # as Ctrl-C ends every other command
 
 
 def _number(value: float | None) -> float | None:
