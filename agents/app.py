@@ -35,6 +35,7 @@ from agents.partitions import SNAPSHOT_EVERY_S, PartitionStates, Slot
 from agents.pauses import GcPauses, Pauses
 from agents.runner import Agent, Runner
 from agents.steps import decide_step, execute_step, features_step, predict_step
+from decision.paper import PaperConfig
 from decision.pipeline import DecideStep, PredictStep
 from decision.strategy import StrategyConfig
 from liqbot.config import Settings
@@ -68,6 +69,7 @@ class AgentOptions:
     idle_check_s: float = 0.05  # how often held-back records are re-examined when no new record arrives
     status_every_s: float = 1.0  # how often the worker writes data_dir/status.json (partitions, symbols, counts)
     live: LiveVenue | None = None  # --live: intents go to Bybit instead of the paper venue
+    paper: PaperConfig = field(default_factory=PaperConfig)  # the paper venue's latency and queue (as a backtest's)
     session_timeout_s: float = 10.0  # a worker silent this long (killed, say) loses its partitions to the others
 
 
@@ -237,7 +239,7 @@ def _spread(rt: _Runtime, chain: Chain, slot: Slot[Any], records: Sequence[AvroR
 
 
 def _execute_agent(rt: _Runtime) -> None:
-    _step(rt, execute_step(rt.options.starting_equity, topic=rt.codec.topic))
+    _step(rt, execute_step(rt.options.starting_equity, rt.options.paper, topic=rt.codec.topic))
     rt.symbols["execute"] = lambda: {k for step in rt.states("execute") for k in step.venue.symbols}
 
 
@@ -255,7 +257,9 @@ def _agent(rt: _Runtime, chain: Chain) -> Agent[list[Any]]:
     states: PartitionStates[list[Any]] = PartitionStates(
         changelog, chain.new, version=chain.version, every_s=rt.options.snapshot_every_s,
         sources=chain.inputs if chain.merge else (), pauses=Pauses(SNAPSHOT_SECONDS.labels(chain.name)))
-    return Agent(chain.name, chain.inputs, states, chain.handle, chain.merge, chain.reject, chain.events)
+    compiled = chain.compiled is not None and chain.merge
+    return Agent(chain.name, chain.inputs, states, chain.handle, chain.merge, chain.reject, chain.events,
+                 chain.engine if compiled else None, chain.folded)
 
 
 _BUILDERS: dict[str, Callable[[_Runtime], None]] = {

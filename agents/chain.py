@@ -20,13 +20,23 @@ from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
 from streams.metrics import HotHistogramChild
 
-__all__ = ["Chain", "Handler", "Step", "chains"]
+__all__ = ["Chain", "Compiled", "Handler", "Point", "Step", "chains"]
 
 S = TypeVar("S")
 Handler = Callable[[S, AvroRecord], Sequence[AvroRecord]]  # a step's state and a record to the records it causes
+Point = tuple[Any, Any, int, tuple[float, ...]]  # a batch fold's decision point: state, trigger, watermark, values
 
 _MAX_CAUSED = 10_000  # records one input may cause in a chain: more means members that feed each other forever
 _UNTIMED = 63  # a step's n-th record of a topic is timed when n & _UNTIMED == 0: one in 64 (two clock reads)
+
+
+@dataclass(frozen=True)
+class Compiled(Generic[S]):
+    """A step whose whole work on its inputs the core can do a consumed batch at a time (`liqbot_core.MarketFold`):
+    its state's compiled engine, and the record it makes at a decision point."""
+
+    engine: Callable[[S], Any]
+    output: Callable[[S, Any, int, tuple[float, ...]], AvroRecord]
 
 
 @dataclass
@@ -42,6 +52,7 @@ class Step(Generic[S]):
     handle: Handler[S]
     merge: bool  # fold its inputs in event-time order across topics (streams/merge.py)
     events: frozenset[str] = frozenset()  # inputs it also takes as `liqbot_core.MarketEvent`s (no record object)
+    compiled: Compiled[S] | None = None  # its batch path, when the core can do its whole work
     timer: HotHistogramChild | None = None  # the process-time histogram of the sampled records (agents/metrics.py)
     fed: dict[str, int] = field(init=False)  # records handed to it, by topic
     made: dict[str, int] = field(default_factory=dict)  # records it made, by topic
@@ -91,6 +102,15 @@ class Chain:
     def merge(self) -> bool:
         return any(step.merge for step in self.steps)
 
+    @property
+    def compiled(self) -> Compiled[Any] | None:
+        """The first member's batch path, when it has one and no other member reads its inputs (features, with
+        predict after it: the core folds the market, predict takes the vectors)."""
+        first, others = self.steps[0], self.steps[1:]
+        if first.compiled is None or any(set(first.inputs) & set(step.inputs) for step in others):
+            return None
+        return first.compiled
+
     def new(self) -> list[Any]:
         return [step.factory() for step in self.steps]
 
@@ -113,6 +133,28 @@ class Chain:
                 raise LiqbotError(f"chain {self.name}: {record.SCHEMA} {getattr(record, 'event_id', '')} caused "
                                   f"over {_MAX_CAUSED} records; its members feed each other without end")
         return out
+
+    def engine(self, states: list[Any]) -> Any:
+        """The compiled member's engine in one slot's states (`compiled`)."""
+        step = self.steps[0]
+        assert step.compiled is not None
+        return step.compiled.engine(states[0])
+
+    def folded(self, points: Sequence[Point], counts: dict[str, tuple[int, int, int]],
+               seconds: float) -> list[AvroRecord]:
+        """What a batch fold of the compiled first member did: its counts (dead letters: `reject`), the records of
+        its decision points and what the other members made of them."""
+        step = self.steps[0]
+        assert step.compiled is not None
+        for topic, (_, fed, _) in counts.items():
+            step.fed[topic] += fed
+        made = [(states, step.compiled.output(states[0], *point)) for states, *point in points]
+        self._count(step, [record for _, record in made])
+        records = sum(fed for _, fed, _ in counts.values())
+        if step.timer is not None and records:
+            step.timer.observe(seconds / records)  # one sample a batch: its mean time a record
+        # then through the other members, as `handle` would have sent them (the first does not read its outputs)
+        return [out for states, record in made for out in (record, *self.handle(states, record))]
 
     def spread(self, states: list[Any], made: Sequence[AvroRecord], *, maker: str | None = None) -> list[AvroRecord]:
         """Records a member (`maker`, counted) made outside any input (a timer's), and every record they cause."""

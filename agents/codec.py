@@ -46,27 +46,32 @@ class AgentCodec:
             self.clients.dead_letters.send(source=topic, stage="agent-decode", error=exc, raw=payload or b"",
                                            key=key, partition=partition, offset=offset)
             return None
-        self._count(topic)
+        self.count(topic)
         return record
 
     def decode_event(self, topic: str, payload: bytes | None, key: bytes | None, partition: int,
                      offset: int) -> MarketEvent | AvroRecord | None:
         """A current market schema's body as the feature engine's event, with no record object; any other
         payload as `decode` has it (a record of an older schema, or a dead letter)."""
+        event = self.market_decoder().decode(payload or b"")
+        if event is None:
+            return self.decode(topic, payload, key, partition, offset)
+        self.count(topic)
+        return event
+
+    def market_decoder(self) -> MarketDecoder:
+        """The current market schemas' bodies straight into `MarketEvent`s (made at first use)."""
         if self._market is None:
             names = {schema: topic for schema, topic in self._names.items() if schema in _MARKET_SCHEMAS}
             self._market = market_decoder(self.clients.serde, names)
-        event = self._market.decode(payload or b"")
-        if event is None:
-            return self.decode(topic, payload, key, partition, offset)
-        self._count(topic)
-        return event
+        return self._market
 
-    def _count(self, topic: str) -> None:
+    def count(self, topic: str, records: int = 1) -> None:
+        """Records of `topic` decoded (`RECORDS_CONSUMED`): here, or by the core's batch fold."""
         consumed = self._consumed.get(topic)
         if consumed is None:
             consumed = self._consumed[topic] = RECORDS_CONSUMED.labels(topic)
-        consumed.value += 1
+        consumed.value += records
 
     def report(self) -> dict[str, int]:
         """For status.json: records consumed (decoded), dead-lettered, and sent by schema."""

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from liqbot_core import MarketFold
 
-from agents.chain import Handler
+from agents.chain import Handler, Point
 from agents.codec import AgentCodec
 from agents.partitions import PartitionStates, Slot
 from liqbot.config import KafkaSettings
+from schemas.records import AvroRecord
 from streams.consumer import consumer_config
 
 __all__ = ["Agent", "Runner"]
@@ -48,6 +50,10 @@ class Agent(Generic[S]):
     merge: bool  # feed it in event-time order across its inputs (streams/merge.py)
     failed: Callable[[str], None] = lambda topic: None  # an input of this topic was dead-lettered (counted)
     events: frozenset[str] = frozenset()  # inputs it takes as `MarketEvent`s, decoded without a record object
+    # a state's compiled engine, when the core can fold whole consumed batches of its inputs (`MarketFold`), and
+    # what the agent makes of a fold's decision points and counts
+    engine: Callable[[S], Any] | None = None
+    folded: Callable[[Sequence[Point], dict[str, tuple[int, int, int]], float], list[AvroRecord]] | None = None
 
 
 @dataclass
@@ -72,6 +78,12 @@ class Runner(threading.Thread):
         # a topic read only by agents that take MarketEvents is decoded straight into them: no record objects
         self._decode = {topic: codec.decode_event if all(topic in a.events for a in readers) else codec.decode
                         for topic, readers in self._readers.items()}
+        # an agent whose every input only it reads, and whose whole work the core does: its share of each batch
+        # goes to the core in one call, not message by message
+        self._folds = [(agent, MarketFold(codec.market_decoder(), set(agent.inputs), codec.decode, self._high_mark))
+                       for agent in self.agents
+                       if agent.engine is not None and all(self._readers[t] == [agent] for t in agent.inputs)]
+        self._folding = {id(agent): fold for agent, fold in self._folds}
         self._idle_check_s = idle_check_s
         self._timers: list[_Timer] = []
         self._stopping = threading.Event()
@@ -114,7 +126,10 @@ class Runner(threading.Thread):
         self._high.clear()
         if first is not None:
             # poll, then take what is already fetched: consume(n) would wait for n messages or its timeout
-            for msg in (first, *self._consumer.consume(_BATCH, 0)):
+            batch = [first, *self._consumer.consume(_BATCH, 0)]
+            for agent, fold in self._folds:
+                batch = self._fold(agent, fold, batch)
+            for msg in batch:
                 self._dispatch(msg)
         # what waited on inputs that have since been read to their end
         for agent in self.agents:
@@ -155,7 +170,35 @@ class Runner(threading.Thread):
             else:
                 self._apply(agent, slot, (topic, offset, record))
 
+    def _fold(self, agent: Agent[Any], fold: MarketFold, batch: list[Message]) -> list[Message]:
+        """The core folds the agent's messages of the batch; returns the others."""
+        started = time.perf_counter()
+        rest, points, counts = fold.fold(batch, lambda p: self._parts(agent, agent.states.slot(p)), self._read)
+        self._folded(agent, points, counts, time.perf_counter() - started)
+        return rest
+
+    def _parts(self, agent: Agent[Any], slot: Slot[Any]) -> tuple[Any, Any, dict[str, int]]:
+        assert agent.engine is not None
+        return agent.engine(slot.state), slot.merge, slot.applied
+
+    def _folded(self, agent: Agent[Any], points: list[tuple[int, Any, int, tuple[float, ...]]],
+                counts: dict[str, tuple[int, int, int]], seconds: float) -> None:
+        for topic, (decoded, _, failed) in counts.items():
+            self.codec.count(topic, decoded)
+            for _ in range(failed):
+                agent.failed(topic)
+        assert agent.folded is not None
+        slots = agent.states.slots
+        for out in agent.folded([(slots[p].state, *point) for p, *point in points], counts, seconds):
+            self.codec.send(out)
+
     def _drain(self, agent: Agent[Any], slot: Slot[Any]) -> None:
+        fold = self._folding.get(id(agent))
+        if fold is not None:
+            started = time.perf_counter()
+            points, counts = fold.drain(slot.partition, self._parts(agent, slot), self._read)
+            self._folded(agent, points, counts, time.perf_counter() - started)
+            return
         idle = self._idlers.get(slot.partition)
         if idle is None:  # one per partition, not one per message
             idle = self._idlers[slot.partition] = self._idle(slot.partition)
@@ -170,6 +213,10 @@ class Runner(threading.Thread):
         else:
             agent.failed(topic)
         agent.states.done(slot, topic, offset)
+
+    def _high_mark(self, topic: str, partition: int) -> int:
+        """librdkafka's high-water mark of a partition as its last fetch reported it (-1: none yet)."""
+        return int(self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)[1])
 
     def _idle(self, partition: int) -> Callable[[Any], bool]:
         """Whether a topic of `partition` has nothing unread right now: read up to the high-water mark that a

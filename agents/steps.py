@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from liqbot_core import MarketEvent
 
-from agents.chain import Handler, Step
+from agents.chain import Compiled, Handler, Step
 from decision.feature_spec import FeatureSpec
 from decision.features import FeatureEngine
 from decision.paper import PaperAccount, PaperConfig, PaperVenue
@@ -56,7 +56,8 @@ def features_step(spec: FeatureSpec | None = None, topic: Topic = _as_is) -> Ste
 
     # "2": the compiled engine's state; snapshots of the Python engine before it are not loaded
     return _step("features", FEATURE_INPUTS, ("features",), handle, factory=factory,
-                 version=f"features:2:{spec_engine.fingerprint}", topic=topic, events=True)
+                 version=f"features:2:{spec_engine.fingerprint}", topic=topic, events=True,
+                 compiled=Compiled(lambda engine: engine.compiled, FeatureEngine.decision_vector))
 
 
 def predict_step(step: PredictStep, topic: Topic = _as_is) -> Step[None]:
@@ -83,8 +84,10 @@ def decide_step(config: StrategyConfig, starting_equity: float, on_decision: Dec
 
 def execute_step(starting_equity: float, config: PaperConfig | None = None,
                  topic: Topic = _as_is) -> Step[ExecuteStep]:
-    """Intents, cancels and the market through the paper venue, one paper account per state."""
+    """Intents, cancels and the market through the paper venue, one paper account per state; the book topic too
+    only with a queue model (the default execute agent does not read it)."""
     paper = config or PaperConfig()
+    inputs = EXECUTE_INPUTS if not paper.queue.on else (*EXECUTE_INPUTS[:3], "market.book", *EXECUTE_INPUTS[3:])
 
     def handle(step: ExecuteStep, record: AvroRecord) -> Sequence[AvroRecord]:
         return step.on_record(record)
@@ -92,14 +95,17 @@ def execute_step(starting_equity: float, config: PaperConfig | None = None,
     def factory() -> ExecuteStep:
         return ExecuteStep(PaperVenue(paper, PaperAccount(starting_equity)))
 
-    return _step("execute", EXECUTE_INPUTS, ("orders.events", "positions"), handle, factory=factory,
-                 version="execute:1", topic=topic)
+    # "2": the venue's state holds what is in flight and its book (snapshots of "1" lack them)
+    return _step("execute", inputs, ("orders.events", "positions"), handle, factory=factory,
+                 version="execute:2", topic=topic)
 
 
 def _step(name: str, inputs: Sequence[str], outputs: Sequence[str], handle: Handler[S], *, factory: Callable[[], S],
-          version: str, topic: Topic, merge: bool = True, events: bool = False) -> Step[S]:
+          version: str, topic: Topic, merge: bool = True, events: bool = False,
+          compiled: Compiled[S] | None = None) -> Step[S]:
     """`merge`: the step is fed its inputs in event-time order (streams/merge.py); `events`: it takes them as
-    `MarketEvent`s too (decoded without record objects where no other step reads them)."""
+    `MarketEvent`s too (decoded without record objects where no other step reads them); `compiled`: the core can
+    fold a consumed batch of its inputs in one call."""
     topics = tuple(map(topic, inputs))
     return Step(name, topics, frozenset(map(topic, outputs)), factory, version, handle, merge,
-                frozenset(topics) if events else frozenset())
+                frozenset(topics) if events else frozenset(), compiled)

@@ -3,11 +3,11 @@
 The real Binance USD-M and Bybit captures, pre-produced as Avro into topics of their own, then read four ways in
 the same run: (1) one `liqbot agents worker` (all four agents, as deployed), timed by its status.json (rewritten
 every 0.1 s): the features agent's records (`applied`) over the time from its first consumed message to its last
-record folded in, as the plain loop is timed; (2) the baseline, a plain confluent-kafka consumer loop doing the agent's
-feature work through the same compiled path (bodies decoded straight into `MarketEvent`s, the serde's records
-for any other payload, the same event-time merge per partition, `FeatureEngine.update`); (3) a Faust agent on the
-same topics that does nothing with the messages; (4) that decode and `FeatureEngine` alone, in memory, to show
-where the time goes.
+record folded in, as the plain loop is timed; (2) the baseline, a plain confluent-kafka consumer loop doing
+the agent's feature work through the same compiled batch fold (`liqbot_core.MarketFold`: bodies decoded straight
+into `MarketEvent`s, the serde's records for any other payload, the same event-time merge per partition, the
+engine); (3) a Faust agent on the same topics that does nothing with the messages; (4) that decode and
+`FeatureEngine` alone, in memory, to show where the time goes.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from liqbot_core import MarketEvent
+from confluent_kafka import Consumer, TopicPartition
+from liqbot_core import MarketDecoder, MarketEvent, MarketFold
 
 from agents import AGENTS
 from agents.steps import FEATURE_INPUTS
@@ -84,69 +84,59 @@ def _market(record: AvroRecord) -> MarketRecord:
     return record
 
 
+def _market_decoder(work: Workload) -> MarketDecoder:
+    topics = work.clients.topics
+    return market_decoder(work.clients.serde, {spec.schema: topics.name(spec) for spec in topics.specs
+                                               if spec.name in FEATURE_INPUTS})
+
+
 def _decoder(work: Workload) -> Callable[[str, bytes], MarketRecord | MarketEvent]:
     """The features agent's decode (`AgentCodec.decode_event`): a market body straight into a `MarketEvent`,
     any other payload through the serde."""
-    topics, serde = work.clients.topics, work.clients.serde
-    events = market_decoder(serde, {spec.schema: topics.name(spec) for spec in topics.specs
-                                    if spec.name in FEATURE_INPUTS})
+    serde, events = work.clients.serde, _market_decoder(work)
 
     def decode(topic: str, payload: bytes) -> MarketRecord | MarketEvent:
         return events.decode(payload) or _market(serde.decode(topic, payload))
     return decode
 
 
-class _Partition:
-    """One partition's event-time merge and feature state, as the features agent keeps them."""
-
-    def __init__(self, topics: list[str], high: dict[str, int]) -> None:
-        self.merge: EventTimeMerge[MarketRecord | MarketEvent] = EventTimeMerge()
-        for topic in topics:
-            self.merge.add_source(topic)
-        self.engine = FeatureEngine()
-        self.high = high  # end offset of each topic (the records were produced before the run)
-        self.read = dict.fromkeys(topics, -1)  # newest offset consumed
-
-    def idle(self, topic: object) -> bool:
-        """Read to its end: nothing earlier can come from `topic` (the agent asks its consumer's high-water mark)."""
-        return self.read[str(topic)] + 1 >= self.high[str(topic)]
-
-    def add(self, topic: str, offset: int, record: MarketRecord | MarketEvent) -> int:
-        """Fold in every record the merge now releases; returns how many."""
-        self.read[topic] = offset
-        self.merge.push(topic, record.ts_event_ns, offset, record)
-        released = self.merge.release(self.idle)
-        for ready in released:
-            self.engine.update(ready)
-        return len(released)
-
-
 def baseline(work: Workload) -> tuple[int, float]:
-    """A plain consumer loop doing the features agent's work: (records folded in, seconds from the first consumed)."""
-    kafka, decode, topics = work.clients.settings.kafka, _decoder(work), work.feature_topics
+    """A plain consumer loop doing the features agent's work through the same compiled batch fold
+    (`liqbot_core.MarketFold`): (records folded in, seconds from the first consumed)."""
+    kafka, serde, topics = work.clients.settings.kafka, work.clients.serde, work.feature_topics
     consumer = Consumer(consumer_config(kafka, f"bench-agents-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False}))
-    parts = {}
-    for p in range(kafka.partitions):
-        high = {t: consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for t in topics}
-        parts[p] = _Partition(topics, high)
-    consumer.assign([TopicPartition(t, p, 0) for t in topics for p in parts])
-    expected = sum(sum(part.high.values()) for part in parts.values())
-    applied = consumed = 0
+    # end offsets: the records were produced before the run
+    high = {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+            for t in topics for p in range(kafka.partitions)}
+    engines = {p: FeatureEngine() for p in range(kafka.partitions)}
+    merges: dict[int, EventTimeMerge[Any]] = {p: EventTimeMerge() for p in engines}
+    for merge in merges.values():
+        for topic in topics:
+            merge.add_source(topic)
+    applied: dict[int, dict[str, int]] = {p: {} for p in engines}
+    read: dict[tuple[str, int], int] = {}
+    fold = MarketFold(_market_decoder(work), set(topics),
+                      lambda topic, payload, *_: _market(serde.decode(topic, payload or b"")),
+                      lambda topic, partition: high[(topic, partition)])
+    consumer.assign([TopicPartition(t, p, 0) for t, p in high])
+    expected = sum(high.values())
+    folded = consumed = vectors = 0
     start = 0.0
     try:
-        while applied < expected:
+        while folded < expected:
             # never more than are left: consume() would wait out its timeout for a batch that cannot fill
-            for msg in consumer.consume(num_messages=min(1000, expected - consumed), timeout=1.0):
-                start = start or time.perf_counter()
-                consumed += 1
-                if msg.error():
-                    raise KafkaException(msg.error())
-                topic = msg.topic() or ""
-                record = decode(topic, msg.value() or b"")
-                applied += parts[msg.partition() or 0].add(topic, msg.offset() or 0, record)
+            batch = consumer.consume(num_messages=min(1000, expected - consumed), timeout=1.0)
+            start = start or (time.perf_counter() if batch else 0.0)
+            consumed += len(batch)
+            rest, points, counts = fold.fold(batch, lambda p: (engines[p].compiled, merges[p], applied[p]), read)
+            if rest:
+                raise LiqbotError(f"the plain loop read {len(rest)} messages it cannot fold: {rest[0].error()}")
+            made = [engines[p].decision_vector(*point) for p, *point in points]  # as the agent makes its records
+            vectors += len(made)
+            folded += sum(fed for _, fed, _ in counts.values())
     finally:
         consumer.close()
-    return applied, time.perf_counter() - start
+    return folded, time.perf_counter() - start
 
 
 def in_memory(work: Workload) -> tuple[float, float]:

@@ -1,5 +1,5 @@
-from collections.abc import Mapping
-from typing import Any, Literal, Protocol, final
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, Literal, Protocol, TypeVar, final
 
 class _Level(Protocol):
     @property
@@ -160,3 +160,45 @@ class MarketDecoder:
         """`schemas`: each header to (schema name, schema JSON text)."""
     def decode(self, payload: bytes) -> MarketEvent | None:
         """None unless `payload` is exactly one body of a market schema behind that schema's header."""
+
+_T = TypeVar("_T")
+
+@final
+class EventTimeMerge(Generic[_T]):
+    """The event-time merge of an agent's inputs (`merge.rs`; the rule: `streams/merge.py`); sources are topics."""
+
+    def __init__(self) -> None: ...
+    def add_source(self, source: str) -> None:
+        """A source the merge waits on, ranked after those added before it (ties in event time)."""
+    def push(self, source: str, ts_ns: int, offset: int, item: _T) -> None:
+        """Queue an item; one earlier in time than its source's newest keeps its place behind it."""
+    def release(self, idle: Callable[[str], bool]) -> list[_T]:
+        """Every item no source can precede any more; `idle(source)`: it has nothing unread right now."""
+    def resume_points(self) -> dict[str, int]:
+        """Each source's newest time as of its last released item, for a snapshot."""
+    def resume(self, points: Mapping[Any, int]) -> None:
+        """Continue from a snapshot's `resume_points`; sources this merge does not wait on are ignored."""
+    @property
+    def sources(self) -> dict[str, int]: ...
+    @property
+    def newest_ns(self) -> dict[str, int]: ...
+    def __len__(self) -> int: ...
+
+_Made = tuple[int, Any, int, tuple[float, ...]]
+_Counts = dict[str, tuple[int, int, int]]
+
+@final
+class MarketFold:
+    """The features agent's batch path (`fold.rs`): freshness, decode, merge and fold of a consumed batch."""
+
+    def __init__(self, decoder: MarketDecoder, topics: set[str], fallback: Callable[[str, bytes | None, bytes | None,
+                 int, int], Any], high: Callable[[str, int], int]) -> None:
+        """`fallback`: a body the events path does not read, as a record or None (dead-lettered); `high`: the
+        high-water mark of (topic, partition), -1 when unknown."""
+    def fold(self, batch: list[Any], slot: Callable[[int], tuple[FeatureEngine, EventTimeMerge[Any], dict[str, int]]],
+             read: dict[tuple[str, int], int]) -> tuple[list[Any], list[_Made], _Counts]:
+        """The batch's messages of its topics folded in; returns the other messages, the decision points
+        (partition, liquidation, watermark, values) and by topic (decoded, folded, dead letters)."""
+    def drain(self, partition: int, parts: tuple[FeatureEngine, EventTimeMerge[Any], dict[str, int]],
+              read: dict[tuple[str, int], int]) -> tuple[list[_Made], _Counts]:
+        """Release and fold what waited on inputs since read to their end."""

@@ -56,7 +56,7 @@ class FeatureEngine:
         out = self._engine.update(record)
         if out is None:
             return None
-        return self._vector(record, *out)
+        return self.decision_vector(record, *out)
 
     def apply(self, record: MarketRecord) -> bool:
         """Fold a record into its symbol; False when it was a duplicate or too late (counted either way).
@@ -72,16 +72,22 @@ class FeatureEngine:
 
         At a liquidation the vector also says which entry the decision point calls for.
         """
-        return self._vector(record, *self._engine.values(record.venue, record.symbol))
+        return self.decision_vector(record, *self._engine.values(record.venue, record.symbol))
 
-    def _vector(self, record: MarketRecord | MarketEvent, watermark_ns: int,
-                values: tuple[float, ...]) -> FeatureVector:
+    def decision_vector(self, record: MarketRecord | MarketEvent, watermark_ns: int,
+                        values: tuple[float, ...]) -> FeatureVector:
+        """The vector of `values` read at `watermark_ns`, tagged with `record`'s ids (and entry, at a liquidation)."""
         liquidated = record.position_side if isinstance(record, Liquidation | MarketEvent) else None
         return FeatureVector(
             venue=record.venue, symbol=record.symbol, event_id=record.event_id, ts_event_ns=watermark_ns,
             ts_recv_ns=record.ts_recv_ns, feature_spec=self.fingerprint, values=values,
             side=entry_side(liquidated) if liquidated is not None else None,
         )
+
+    @property
+    def compiled(self) -> _Engine:
+        """The compiled engine itself, for the agents' batch path (`liqbot_core.MarketFold`)."""
+        return self._engine
 
     @property
     def symbols(self) -> list[tuple[str, str]]:

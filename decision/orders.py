@@ -82,12 +82,13 @@ class WickOrder:
             return "EXPIRED"
         return None
 
-    def on_trade(self, ts_ns: int, price: float) -> Transition | None:
-        """A trade printed at `price`; returns what it did to this order, if anything."""
+    def on_trade(self, ts_ns: int, price: float, *, at_front: bool = False) -> Transition | None:
+        """A trade printed at `price`; returns what it did to this order, if anything. `at_front`: a trade at the
+        price reached this order in its queue (the paper venue's queue model; labels never set it)."""
         if self.advance(ts_ns) is not None:
             return "EXPIRED"
         if self.state == "RESTING":
-            if ts_ns > self.placed_ns and prints_through(self.side, self.price, price):
+            if ts_ns > self.placed_ns and (at_front or prints_through(self.side, self.price, price)):
                 self.state, self.fill_ns = "OPEN", ts_ns
                 return "FILLED"
             return None

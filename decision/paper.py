@@ -17,20 +17,33 @@ EXPIRED (at exactly placement + T) or CANCELLED; the exit is a reduce-only taker
 (`exit_order_id`) that emits one FILLED event whose reason is TAKE_PROFIT, STOP_LOSS or HOLD_ELAPSED.
 Event ids are client_order_id:sequence. Position.realised_pnl is gross of fees and funding, which are kept apart;
 equity = starting equity + realised - fees - funding + unrealised, summed over symbols.
+
+Realism (docs/backtest.md, Realism; off by default). Latency (`decision.latency`): an entry is at the venue only at
+arrival = max(decision time, clock) + entry latency, a cancel-all takes effect at max(request, clock) + cancel
+latency; each draw is keyed by the client order id or the cancel's event id. In flight they wait; the first trade,
+top of book or book update of the symbol *after* their time lands them, in time order, before it is folded: the
+post-only check, the book's queue and ACCEPTED/REJECTED are as of arrival (stamped then), T counts from arrival,
+and fills before a cancel's effect stand. Queue (`decision.queue`): a trade at the price fills once the size ahead
+in the recorded book (market.book) is used up.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from decision.ids import RecentIds, exit_order_id, order_event_id
+from decision.latency import ConstantLatency, LatencyModel, draw_ns
 from decision.orders import ExitRule, Fees, Transition, WickOrder
+from decision.queue import QueueModel, QueuePosition, VenueBook, queue_ahead
 from decision.risk import SymbolKey, TimedRecord
 from schemas.records import (
+    BookUpdate,
     FundingRate,
     Liquidity,
     OrderEvent,
@@ -57,6 +70,37 @@ class PaperConfig:
     exit_rule: ExitRule = field(default_factory=ExitRule)  # TP/SL in bps; the hold H comes from each intent
     mark_interval_ms: int = 1_000  # an open position is re-marked (a Position record) at most this often
     mode: TradingMode = "PAPER"
+    entry_latency: LatencyModel = field(default_factory=ConstantLatency)  # decision to order at the venue
+    cancel_latency: LatencyModel = field(default_factory=ConstantLatency)  # cancel request to its effect
+    latency_seed: int = 0  # another seed, other (equally deterministic) draws
+    queue: QueueModel = field(default_factory=QueueModel)  # fills at the price from the queue ahead (needs market.book)
+
+    def shaping(self) -> dict[str, Any]:
+        """`asdict`, less the realism settings left at their defaults: a run's config hash without latency or queue
+        model is the one it was before they existed."""
+        default, shaping = PaperConfig(), asdict(self)
+        for name in _REALISM:
+            if getattr(self, name) == getattr(default, name):
+                del shaping[name]
+        return shaping
+
+
+_REALISM = ("entry_latency", "cancel_latency", "latency_seed", "queue")
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """An entry (`intent`) or a cancel-all (`reason`) on its way to the venue, there at `at_ns`."""
+
+    at_ns: int
+    intent: OrderIntent | None = None
+    ts_recv_ns: int = 0
+    reason: str = ""
+
+
+def _arrival(item: InFlight) -> tuple[int, int]:
+    """In time order; at one time an entry lands before a cancel (the cancel-all then cancels it)."""
+    return item.at_ns, 0 if item.intent is not None else 1
 
 
 @dataclass
@@ -77,6 +121,7 @@ class PaperOrder:
     intent: OrderIntent
     wick: WickOrder
     events: int = 0  # events emitted under the entry's client id
+    queue: QueuePosition | None = None  # with a queue model: the size ahead at its level
 
     @property
     def size(self) -> Decimal:
@@ -106,6 +151,8 @@ class PaperSymbol:
     funding_paid: float = 0.0
     last_mark_ns: int = -1
     counts: Counter[str] = field(default_factory=Counter)
+    in_flight: list[InFlight] = field(default_factory=list)  # entries and cancels not at the venue yet, by arrival
+    book: VenueBook = field(default_factory=VenueBook)  # the recorded L2 book (read with a queue model only)
 
     @property
     def key(self) -> SymbolKey:
@@ -114,11 +161,22 @@ class PaperSymbol:
     # -- intents -----------------------------------------------------------------------------------------------
 
     def submit(self, intent: OrderIntent, config: PaperConfig) -> list[VenueRecord]:
-        """Place an intent: ACCEPTED, or REJECTED with the reason; a client id seen before changes nothing."""
+        """Send an intent: placed at once without latency, else in flight until it arrives; a client id seen before
+        changes nothing."""
         if not self.client_ids.remember(intent.client_order_id):
             self.counts["duplicate_intent"] += 1
             return []
-        placed_ns = max(intent.ts_event_ns, self.watermark_ns)
+        sent_ns = max(intent.ts_event_ns, self.watermark_ns)
+        latency_ns = draw_ns(config.entry_latency, config.latency_seed, "entry", intent.client_order_id)
+        if latency_ns > 0:
+            self.counts["in_flight"] += 1
+            bisect.insort(self.in_flight, InFlight(sent_ns + latency_ns, intent), key=_arrival)
+            return []
+        out = self._arrive(sent_ns, config)  # what landed before it (a cancel must not reach this order)
+        return out + self._place(intent, sent_ns, config)
+
+    def _place(self, intent: OrderIntent, placed_ns: int, config: PaperConfig) -> list[VenueRecord]:
+        """The intent at the venue at `placed_ns`: ACCEPTED, or REJECTED with the reason."""
         rule = ExitRule(hold_ms=intent.hold_ms, take_profit_bps=config.exit_rule.take_profit_bps,
                         stop_loss_bps=config.exit_rule.stop_loss_bps)
         order = PaperOrder(intent, WickOrder(side=intent.side, price=float(intent.price), placed_ns=placed_ns,
@@ -130,7 +188,20 @@ class PaperSymbol:
             return [self._event(order, "REJECTED", placed_ns, intent.ts_recv_ns, reason=reason)]
         self.orders[intent.client_order_id] = order
         self.counts["accepted"] += 1
+        if config.queue.on:
+            order.queue = QueuePosition(queue_ahead(intent.side, order.wick.price, self.top, self.book))
         return [self._event(order, "ACCEPTED", placed_ns, intent.ts_recv_ns)]
+
+    def _arrive(self, now_ns: int, config: PaperConfig, *, at: bool = False) -> list[VenueRecord]:
+        """Land what is in flight and due before `now_ns` (or at it, with `at`), in time order."""
+        out: list[VenueRecord] = []
+        while self.in_flight and (self.in_flight[0].at_ns < now_ns or (at and self.in_flight[0].at_ns == now_ns)):
+            item = self.in_flight.pop(0)
+            if item.intent is not None:
+                out += self._place(item.intent, item.at_ns, config)
+            else:
+                out += self._cancel_resting(item.at_ns, item.ts_recv_ns, item.reason)
+        return out
 
     def _rejection(self, intent: OrderIntent) -> str | None:
         price, size = Decimal(intent.price), Decimal(intent.size)
@@ -151,30 +222,57 @@ class PaperSymbol:
             return f"post-only: sell at {intent.price} would cross the bid {self.top.bid_price}"
         return None
 
-    def cancel_all(self, ts_ns: int, ts_recv_ns: int, reason: str) -> list[VenueRecord]:
-        """Cancel every resting order (kill switch, dead-man, halt, breaker); open positions keep their exits."""
+    def cancel_all(self, ts_ns: int, ts_recv_ns: int, reason: str, config: PaperConfig, *,
+                   cancel_id: str = "") -> list[VenueRecord]:
+        """Cancel every resting order (kill switch, dead-man, halt, breaker) at once, or when the cancel arrives;
+        open positions keep their exits."""
+        sent_ns = max(ts_ns, self.watermark_ns)
+        latency_ns = draw_ns(config.cancel_latency, config.latency_seed, "cancel", cancel_id)
+        if latency_ns > 0:
+            self.counts["cancel_in_flight"] += 1
+            bisect.insort(self.in_flight, InFlight(sent_ns + latency_ns, ts_recv_ns=ts_recv_ns, reason=reason),
+                          key=_arrival)
+            return []
+        return self._arrive(sent_ns, config, at=True) + self._cancel_resting(sent_ns, ts_recv_ns, reason)
+
+    def _cancel_resting(self, ts_ns: int, ts_recv_ns: int, reason: str) -> list[VenueRecord]:
         out: list[VenueRecord] = []
         for client_id, order in list(self.orders.items()):
             if order.wick.state == "RESTING":
                 del self.orders[client_id]
                 self.counts["cancelled"] += 1
-                out.append(self._event(order, "CANCELLED", max(ts_ns, self.watermark_ns), ts_recv_ns, reason=reason))
+                out.append(self._event(order, "CANCELLED", ts_ns, ts_recv_ns, reason=reason))
         return out
 
     # -- market records ----------------------------------------------------------------------------------------
 
     def on_record(self, record: TimedRecord, config: PaperConfig, account: PaperAccount) -> list[VenueRecord]:
         """Fold one market record of this symbol; returns the order events and positions it caused."""
+        out = self._arrive(record.ts_event_ns, config) if self.in_flight and isinstance(
+            record, Trade | TopOfBook | BookUpdate) else []
         if isinstance(record, Trade):
-            return self._trade(record, config, account)
+            return out + self._trade(record, config, account)
         if isinstance(record, TopOfBook):
             self.top = record
+        elif isinstance(record, BookUpdate):
+            if config.queue.on:
+                self._book(record, config.queue)
         elif isinstance(record, FundingRate):  # a rate applied at its own time
             self._schedule_funding(record.ts_event_ns, float(record.funding_rate))
         elif isinstance(record, Ticker):  # the next funding time and the rate that will apply
             self._schedule_funding(record.next_funding_time_ns,
                                    None if record.funding_rate is None else float(record.funding_rate))
-        return []
+        return out
+
+    def _book(self, update: BookUpdate, model: QueueModel) -> None:
+        """Fold a book update; each resting order's queue follows its level's change."""
+        queued = [o for o in self.orders.values() if o.queue is not None and o.wick.state == "RESTING"]
+        before = [self.book.size_at(o.wick.side, o.wick.price) for o in queued]
+        self.book.fold(update)
+        for order, prev in zip(queued, before, strict=True):
+            new = self.book.size_at(order.wick.side, order.wick.price)
+            if new is not None and new != prev and order.queue is not None:
+                order.queue.on_level(model, prev, new)
 
     def _schedule_funding(self, time_ns: int | None, rate: float | None) -> None:
         """A funding time and the rate that applies at it (the newest word on a time wins)."""
@@ -239,7 +337,7 @@ class PaperSymbol:
         self.last_price, price = Decimal(trade.price), float(trade.price)
         changed = False
         for client_id, order in list(self.orders.items()):
-            transition = order.wick.on_trade(trade.ts_event_ns, price)
+            transition = order.wick.on_trade(trade.ts_event_ns, price, at_front=self._at_front(order, trade, price))
             if transition is not None:
                 out.append(self._transition(client_id, order, transition, trade, config))
                 changed = changed or transition != "EXPIRED"
@@ -248,6 +346,14 @@ class PaperSymbol:
             event_id = out[-1].event_id if changed else f"{self.symbol}:mark:{trade.event_id}"
             out.append(self._position(event_id, trade.ts_event_ns, config, account))
         return out
+
+    @staticmethod
+    def _at_front(order: PaperOrder, trade: Trade, price: float) -> bool:
+        """A trade at a queued order's price, after its placement, takes from the queue: whether it reached it."""
+        queue, wick = order.queue, order.wick
+        if queue is None or wick.state != "RESTING" or price != wick.price or trade.ts_event_ns <= wick.placed_ns:
+            return False
+        return queue.on_trade(float(trade.size))
 
     def _transition(self, client_id: str, order: PaperOrder, transition: Transition, trade: Trade,
                     config: PaperConfig) -> OrderEvent:
@@ -339,5 +445,6 @@ class PaperVenue:
     def on_record(self, record: TimedRecord) -> list[VenueRecord]:
         return self.symbol(record.venue, record.symbol).on_record(record, self.config, self.account)
 
-    def cancel_all(self, venue: str, symbol: str, ts_ns: int, ts_recv_ns: int, reason: str) -> list[VenueRecord]:
-        return self.symbol(venue, symbol).cancel_all(ts_ns, ts_recv_ns, reason)
+    def cancel_all(self, venue: str, symbol: str, ts_ns: int, ts_recv_ns: int, reason: str, *,
+                   cancel_id: str = "") -> list[VenueRecord]:
+        return self.symbol(venue, symbol).cancel_all(ts_ns, ts_recv_ns, reason, self.config, cancel_id=cancel_id)

@@ -21,6 +21,7 @@ from decision.paper import PaperAccount, PaperConfig, PaperVenue, VenueRecord
 from decision.risk import AccountRisk, SymbolKey
 from decision.strategy import Decision, StrategyConfig, SymbolStrategy, decide
 from schemas.records import (
+    BookUpdate,
     FeatureVector,
     FundingRate,
     Instrument,
@@ -243,7 +244,8 @@ def _cancel(state: SymbolStrategy, ts_ns: int, ts_recv_ns: int, event_id: str, r
 
 @dataclass
 class ExecuteStep:
-    """Intents, cancel requests and market records of some symbols through the paper venue."""
+    """Intents, cancel requests and market records of some symbols through the paper venue (book updates matter only
+    to a queue model)."""
 
     venue: PaperVenue = field(default_factory=lambda: PaperVenue(PaperConfig(), PaperAccount(100_000.0)))
 
@@ -252,7 +254,7 @@ class ExecuteStep:
             return self.venue.submit(record)
         if isinstance(record, OrderCancel):
             return self.venue.cancel_all(record.venue, record.symbol, record.ts_event_ns, record.ts_recv_ns,
-                                         record.reason)
-        if isinstance(record, Trade | TopOfBook | Ticker | FundingRate):
+                                         record.reason, cancel_id=record.event_id)
+        if isinstance(record, Trade | TopOfBook | BookUpdate | Ticker | FundingRate):
             return self.venue.on_record(record)
         return []

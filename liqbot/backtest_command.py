@@ -15,12 +15,14 @@ from liqbot.errors import LiqbotError
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
+    from decision.latency import LatencyModel
+    from decision.paper import PaperConfig
     from streams.history.backtest import Progress, Replay
     from streams.history.reader import HistoryRange
     from streams.history.results import Manifest
     from streams.history.store import StoreSettings
 
-__all__ = ["add_command", "backtest", "parse_time", "run_backtest"]
+__all__ = ["add_command", "add_realism_arguments", "backtest", "paper_config", "parse_time", "run_backtest"]
 
 
 def parse_time(text: str, option: str) -> int:
@@ -31,6 +33,65 @@ def parse_time(text: str, option: str) -> int:
         return parse_time_ms(text) * 1_000_000
     except ValueError as exc:
         raise LiqbotError(f"{option}: {exc}") from None
+
+
+def _latency(text: str | None, samples: LatencyModel | None, option: str) -> LatencyModel | None:
+    from decision.latency import parse_latency
+
+    if text is None:
+        return samples
+    try:
+        return parse_latency(text)
+    except ValueError as exc:
+        raise LiqbotError(f"{option}: {exc}") from None
+
+
+def _samples(path: Path | None) -> LatencyModel | None:
+    from decision.latency import parse_samples
+
+    if path is None:
+        return None
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise LiqbotError(f"--latency-samples: cannot read {path} ({exc.strerror}): give a file of measured "
+                          "order-ack latencies, one number of ms a line") from None
+    try:
+        return parse_samples(text, str(path))
+    except ValueError as exc:
+        raise LiqbotError(f"--latency-samples: {exc}") from None
+
+
+def add_realism_arguments(parser: argparse.ArgumentParser) -> None:
+    """The paper venue's latency and queue flags (`paper_config` reads them): for backtests and paper workers."""
+    latency = ("MS, constant:MS, uniform:LOW_MS:HIGH_MS or lognormal:MEDIAN_MS:SIGMA; each draw keyed by the id, "
+               "deterministic (default 0: none)")
+    parser.add_argument("--entry-latency", metavar="LATENCY", help=f"decision to order at the venue: {latency}")
+    parser.add_argument("--cancel-latency", metavar="LATENCY", help=f"cancel request to its effect: {latency}")
+    parser.add_argument("--latency-samples", type=Path, metavar="FILE",
+                        help="measured order-ack latencies, one number of ms a line: entry and cancel latencies drawn "
+                             "from them (unless --entry-latency / --cancel-latency say otherwise)")
+    parser.add_argument("--latency-seed", type=int, default=0, help="another seed, other latency draws (%(default)s)")
+    parser.add_argument("--queue-model", default="none", metavar="MODEL",
+                        help="fills at the limit price from the queue ahead in the recorded book: none (default: only "
+                             "trades through the price fill), risk_averse, log_prob or power_prob:N")
+
+
+def paper_config(args: argparse.Namespace) -> PaperConfig:
+    """The paper venue's realism from the command line (docs/backtest.md, Realism); errors say what to write."""
+    from decision.paper import PaperConfig
+    from decision.queue import parse_queue
+
+    samples = _samples(args.latency_samples)
+    entry = _latency(args.entry_latency, samples, "--entry-latency")
+    cancel = _latency(args.cancel_latency, samples, "--cancel-latency")
+    try:
+        queue = parse_queue(args.queue_model)
+    except ValueError as exc:
+        raise LiqbotError(f"--queue-model: {exc}") from None
+    default = PaperConfig()
+    return PaperConfig(entry_latency=entry or default.entry_latency, cancel_latency=cancel or default.cancel_latency,
+                       latency_seed=args.latency_seed, queue=queue)
 
 
 def _open(store: StoreSettings) -> Client:
@@ -69,15 +130,18 @@ def backtest(args: argparse.Namespace, settings: Settings) -> int:
                         symbols=tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip()))
     if args.batch_rows < 1:
         raise LiqbotError("--batch-rows must be at least 1")
+    paper = paper_config(args)
     run_backtest(store_settings(args, settings), span, models=args.models, model=args.model, run=args.run,
-                 batch_rows=args.batch_rows, report=args.report)
+                 batch_rows=args.batch_rows, report=args.report, paper=paper)
     return 0
 
 
 def run_backtest(store: StoreSettings, span: HistoryRange, *, models: str | None = None, model: str | None = None,
-                 run: str | None = None, batch_rows: int = 100_000, report: Path | None = None) -> dict[str, object]:
+                 run: str | None = None, batch_rows: int = 100_000, report: Path | None = None,
+                 paper: PaperConfig | None = None) -> dict[str, object]:
     """Replays `span` from the store, writes the run beside the history (and `report`, an HTML file with a PNG
     beside it, when given), prints the summary; its last line."""
+    from decision.paper import PaperConfig
     from streams.history.backtest import BacktestConfig, replay
     from streams.history.results import ensure_new, manifest_of, write_run
     from training.registry import ModelRegistry
@@ -90,7 +154,13 @@ def run_backtest(store: StoreSettings, span: HistoryRange, *, models: str | None
     ensure_new(client, run)
     print(f"backtest {run}: {store.where}, topic prefix '{span.namespace}', model {served.version}",
           file=sys.stderr, flush=True)
-    result = replay(client, BacktestConfig(span=span, batch_rows=batch_rows), served, on_progress=_say_progress)
+    config = BacktestConfig(span=span, batch_rows=batch_rows, paper=paper or PaperConfig())
+    shaping = config.paper.shaping()
+    realism = [f"{name} {getattr(config.paper, name)}" for name in ("entry_latency", "cancel_latency", "latency_seed",
+                                                                    "queue") if name in shaping]
+    print(f"backtest {run}: paper venue {', '.join(realism) or 'as by default (no latency, strict print-through)'}",
+          file=sys.stderr, flush=True)
+    result = replay(client, config, served, on_progress=_say_progress)
     manifest = manifest_of(run, result)
     write_run(client, manifest, result)
     if report is not None:
@@ -151,4 +221,5 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], where:
                     help="rows per ClickHouse read and table partition; bounds memory (%(default)s)")
     bt.add_argument("--report", type=Path, metavar="OUT.html",
                     help="write an HTML report of the run there, and its equity curve as OUT.png beside it")
+    add_realism_arguments(bt)
     bt.set_defaults(func=backtest)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from liqbot import control_commands, history_commands, stream_commands
+from liqbot.backtest_command import add_realism_arguments
 from liqbot.config import Settings
 from liqbot.data import REPO
 from liqbot.errors import LiqbotError
@@ -123,11 +124,17 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 def _agents(args: argparse.Namespace, settings: Settings) -> int:
     from agents.app import AgentOptions
     from agents.worker import run_worker
+    from decision.paper import PaperConfig
+    from liqbot.backtest_command import paper_config
 
+    if args.live and paper_config(args) != PaperConfig():
+        raise LiqbotError("--entry-latency, --cancel-latency, --latency-samples, --latency-seed and --queue-model "
+                          "shape the paper venue: drop them with --live (Bybit's own latency and queue apply)")
     options = AgentOptions(data_dir=settings.broker.home / "agents", agents=tuple(args.agents.split(",")),
                            models_dir=Path(args.models) if args.models else None,
                            snapshot_every_s=args.snapshot_every, status_every_s=args.status_every,
-                           model_refresh_s=args.model_refresh, live=_live_venue(args) if args.live else None)
+                           model_refresh_s=args.model_refresh, live=_live_venue(args) if args.live else None,
+                           paper=paper_config(args))
     settings = stream_commands.ensure_services(args, settings)
     stream_commands.serve_metrics(args, "agents")
     return run_worker(settings, options, loglevel="info" if args.verbose else "warning")
@@ -257,6 +264,7 @@ def _agent_commands(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     agents.add_argument("--live-rest-url", default="https://api.bybit.com", help="with --live: Bybit's REST base")
     agents.add_argument("--live-ws-url", default="wss://stream.bybit.com/v5/private",
                         help="with --live: Bybit's private stream")
+    add_realism_arguments(agents)  # the paper venue's, as `liqbot backtest` takes them (not with --live)
     agents.set_defaults(func=_agents)
 
 

@@ -160,18 +160,28 @@ def through_agents(args: argparse.Namespace, settings: Settings, feed: Callable[
     _say(f"{args.command}: run {run.rstrip('.')}: topics {run}*, ClickHouse {store.where}")
     sink_options = ["--clickhouse-url", args.clickhouse_url] if args.clickhouse_url else []
     work = settings.broker.home / args.command / run.rstrip(".")
-    if feed_first:
-        fed = feed(settings)
-        feed = lambda _: fed  # noqa: E731
+    fed = feed(settings) if feed_first else 0
     with SinkProcess(settings, settings.broker.home, *sink_options) as sink, \
-            WorkerProcess(settings, work, *(["--models", args.models] if args.models else [])) as worker:
-        total = _live_path(settings, store, sink, worker, feed)
+            WorkerProcess(settings, work, *(["--models", args.models] if args.models else []),
+                          *_realism(args)) as worker:
+        total = _live_path(settings, store, sink, worker, None if feed_first else feed, fed=fed)
         return total, _summary(settings, store, run, what)
 
 
+def _realism(args: argparse.Namespace) -> list[str]:
+    """The paper venue's flags given to this command (`liqbot replay` takes them), for its worker."""
+    flags = {"entry_latency": "--entry-latency", "cancel_latency": "--cancel-latency",
+             "latency_samples": "--latency-samples", "queue_model": "--queue-model"}
+    given = [(flag, getattr(args, name, None)) for name, flag in flags.items()]
+    seed = getattr(args, "latency_seed", 0)
+    return [part for flag, value in [*given, ("--latency-seed", seed or None)] if value is not None
+            for part in (flag, str(value))]
+
+
 def _live_path(settings: Settings, store: StoreSettings, sink: SinkProcess, worker: WorkerProcess,
-               feed: Callable[[Settings], int]) -> int:
-    """Feeds the market topics with the sink and the worker running, until nothing moves; the records fed."""
+               feed: Callable[[Settings], int] | None, *, fed: int = 0) -> int:
+    """Feeds the market topics with the sink and the worker running (`feed` None: `fed` records were in them
+    before), until nothing moves; the records fed."""
     from streams.history.query import run_query
 
     run = settings.kafka.topic_prefix
@@ -189,7 +199,7 @@ def _live_path(settings: Settings, store: StoreSettings, sink: SinkProcess, work
 
     _wait_for_sql(store, sink, alive)  # before any query here: it would take chDB's lock from the sink
     worker.wait_for_partitions(settings.kafka.partitions)
-    total = feed(settings)
+    total = feed(settings) if feed is not None else fed
     _say(f"{total:,} market records in Kafka; waiting for the worker and the sink to drain them")
     _settle(drained, quiet_s=6.0, timeout_s=1800.0, what="still moving", alive=alive)
     return total

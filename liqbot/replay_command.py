@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import replace
 
 from liqbot import stream_commands
+from liqbot.backtest_command import add_realism_arguments, paper_config
 from liqbot.config import Settings
 from liqbot.errors import LiqbotError
 from liqbot.pipeline_command import through_agents
@@ -20,6 +21,7 @@ __all__ = ["add_command", "replay"]
 def replay(args: argparse.Namespace, settings: Settings) -> int:
     from streams.topic_replay import copy_ranges, plan
 
+    paper_config(args)  # its worker's paper venue: a bad flag stops the run before anything is copied
     source = stream_commands.connected(args, settings).settings
     start_ms, end_ms = _range(args)
     ranges = plan(source.kafka, start_ms, end_ms)
@@ -87,4 +89,5 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], remote
     p.add_argument("--run", required=True, help="the run's name: its topics are <prefix><run>.*, its rows in "
                                                 "ClickHouse have _topic LIKE '<prefix><run>.%%'")
     p.add_argument("--models", help="the model registry the worker serves from (default: training/models)")
+    add_realism_arguments(p)  # the run's paper venue, as a backtest of its history would take them
     p.set_defaults(func=replay)

@@ -87,6 +87,14 @@ def test_unknown_benchmark_lists_the_known_ones(settings: Settings) -> None:
                           "replay\n")
 
 
+def test_the_paper_venue_flags_are_refused_with_live_and_checked_before_a_replay_copies() -> None:
+    live = _liqbot(None, "agents", "worker", "--live", "--queue-model", "log_prob")
+    assert live.returncode == 2
+    assert "drop them with --live (Bybit's own latency and queue apply)" in live.stderr, live.stderr
+    bad = _liqbot(None, "replay", "--from", "0", "--to", "1", "--run", "r", "--entry-latency", "soon")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --entry-latency: "), bad.stderr
+
+
 def test_test_passes_options_to_pytest_and_other_commands_refuse_them(tmp_path: Path) -> None:
     (tmp_path / "test_one.py").write_text("def test_one() -> None:\n    assert True\n")
     run = _liqbot(None, "test", "-q", "--co", str(tmp_path / "test_one.py"))

@@ -17,7 +17,7 @@ type SpecArgs = ((Vec<i64>, Vec<usize>, Vec<(usize, usize)>), (usize, i64, i64, 
 
 /// All symbols' feature state (`features::Engine`); made from a FeatureSpec's numbers (`decision/features.py`).
 #[pyclass(module = "liqbot_core", name = "FeatureEngine")]
-pub struct PyFeatureEngine(Engine);
+pub struct PyFeatureEngine(pub(crate) Engine);
 
 #[pymethods]
 impl PyFeatureEngine {
@@ -52,7 +52,7 @@ impl PyFeatureEngine {
     }
 
     /// `apply`, and at an applied liquidation its symbol's (watermark, values); None otherwise.
-    fn update<'py>(&mut self, record: &Bound<'py, PyAny>) -> PyResult<Option<(i64, Bound<'py, PyTuple>)>> {
+    pub(crate) fn update<'py>(&mut self, record: &Bound<'py, PyAny>) -> PyResult<Option<(i64, Bound<'py, PyTuple>)>> {
         let py = record.py();
         if let Ok(event) = record.cast::<MarketEvent>() {
             let mut event = event.borrow_mut();
@@ -70,7 +70,7 @@ impl PyFeatureEngine {
     }
 
     /// The (watermark, values) of one symbol, in the spec's order; KeyError for a symbol never seen.
-    fn values<'py>(&self, py: Python<'py>, venue: &str, symbol: &str) -> PyResult<(i64, Bound<'py, PyTuple>)> {
+    pub(crate) fn values<'py>(&self, py: Python<'py>, venue: &str, symbol: &str) -> PyResult<(i64, Bound<'py, PyTuple>)> {
         let state = &self.0.states[self.slot(venue, symbol)?];
         Ok((state.watermark_ns, PyTuple::new(py, state.values(&self.0.spec)?)?))
     }
@@ -137,7 +137,7 @@ impl PyFeatureEngine {
 
 impl PyFeatureEngine {
     /// A decoded body (`market.rs`): the same `Engine::apply` as a record's, its text parsed at the same point.
-    fn fold_event(&mut self, py: Python<'_>, event: &mut MarketEvent) -> PyResult<bool> {
+    pub(crate) fn fold_event(&mut self, py: Python<'_>, event: &mut MarketEvent) -> PyResult<bool> {
         let fields = event.take_fields()?;
         self.0.apply(&event.meta(), || market::event(py, fields))
     }

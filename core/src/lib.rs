@@ -16,6 +16,9 @@
 //!
 //! Features (`features.rs`, `windows.rs`): the per-symbol feature state the agents and replays fold records
 //! into; `features_py.rs` is its Python class and `decision/features.py` the product's face of it.
+//!
+//! Agents (`merge.rs`, `fold.rs`): the event-time merge of an agent's inputs, and the features agent's whole
+//! consumed batch (freshness, decode, merge, fold) in one call.
 
 mod avro;
 mod binance;
@@ -24,9 +27,11 @@ mod bybit;
 mod columns;
 mod decode;
 mod features;
+mod fold;
 mod features_py;
 mod json;
 mod market;
+mod merge;
 mod pyfloat;
 mod state;
 mod windows;
@@ -353,6 +358,8 @@ fn liqbot_core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<features_py::PyFeatureEngine>()?;
     module.add_class::<market::MarketDecoder>()?;
     module.add_class::<market::MarketEvent>()?;
+    module.add_class::<merge::PyMerge>()?;
+    module.add_class::<fold::MarketFold>()?;
     module.add_function(wrap_pyfunction!(binance_hot, module)?)?;
     module.add_function(wrap_pyfunction!(bybit_hot, module)?)
 }

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyString};
 use serde_json::Value;
 
-use crate::book::Level;
+use crate::book::{Level, Text};
 use crate::features::{Event, Levels, Meta};
 
 enum Node {
@@ -27,6 +27,7 @@ enum Node {
     Enum(Vec<String>),
     Union(Vec<Node>),
     Array(Box<Node>),
+    Levels, // an array of {price: string, size: string} records: a book side, read without a value per level
     Record(Vec<(String, Node)>),
 }
 
@@ -37,7 +38,8 @@ enum Datum<'a> {
     Long(i64),
     Double(f64),
     Str(&'a str),
-    Array(Vec<Datum<'a>>),
+    Array, // read through (its items checked), not kept: the features read no other array
+    Levels(Vec<(&'a str, &'a str)>),
     Record(&'a [(String, Node)], Vec<Datum<'a>>),
 }
 
@@ -68,11 +70,18 @@ fn compile(schema: &Value, named: &mut HashMap<String, Vec<(String, Value)>>) ->
             "enum" => Node::Enum(
                 map.get("symbols")?.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect::<Option<_>>()?,
             ),
-            "array" => Node::Array(Box::new(compile(map.get("items")?, named)?)),
+            "array" => match compile(map.get("items")?, named)? {
+                Node::Record(fields) if is_level(&fields) => Node::Levels,
+                items => Node::Array(Box::new(items)),
+            },
             _ => return None,
         },
         _ => return None,
     })
+}
+
+fn is_level(fields: &[(String, Node)]) -> bool {
+    matches!(fields, [(price, Node::String), (size, Node::String)] if price == "price" && size == "size")
 }
 
 fn record(fields: Vec<(String, Value)>, named: &mut HashMap<String, Vec<(String, Value)>>) -> Option<Node> {
@@ -118,6 +127,28 @@ impl<'a> Body<'a> {
         usize::try_from(self.long()?).ok()
     }
 
+    fn text(&mut self) -> Option<&'a str> {
+        let n = self.index()?;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+
+    /// An array's items, block by block, each read by `item(body, items left in its block)`.
+    fn blocks(&mut self, mut item: impl FnMut(&mut Self, usize) -> Option<()>) -> Option<()> {
+        loop {
+            let mut count = self.long()?;
+            if count == 0 {
+                return Some(());
+            }
+            if count < 0 {
+                count = count.checked_neg()?;
+                self.long()?; // the block's size in bytes
+            }
+            for left in (1..=usize::try_from(count).ok()?).rev() {
+                item(self, left)?;
+            }
+        }
+    }
+
     /// One value of `node`, under the checks `decode.rs` makes; None where it raises.
     fn value<'s: 'a>(&mut self, node: &'s Node) -> Option<Datum<'a>> {
         Some(match node {
@@ -129,31 +160,25 @@ impl<'a> Body<'a> {
             Node::Int => Datum::Long(i64::from(i32::try_from(self.long()?).ok()?)),
             Node::Long => Datum::Long(self.long()?),
             Node::Double => Datum::Double(f64::from_le_bytes(self.take(8)?.try_into().ok()?)),
-            Node::String => {
-                let n = self.index()?;
-                Datum::Str(std::str::from_utf8(self.take(n)?).ok()?)
-            }
+            Node::String => Datum::Str(self.text()?),
             Node::Enum(symbols) => Datum::Str(symbols.get(self.index()?)?),
             Node::Union(branches) => {
                 let branch = branches.get(self.index()?)?;
                 self.value(branch)?
             }
             Node::Array(items) => {
-                let mut values = Vec::new();
-                loop {
-                    let mut count = self.long()?;
-                    if count == 0 {
-                        break;
-                    }
-                    if count < 0 {
-                        count = -count;
-                        self.long()?; // the block's size in bytes
-                    }
-                    for _ in 0..count {
-                        values.push(self.value(items)?);
-                    }
-                }
-                Datum::Array(values)
+                self.blocks(|body, _| body.value(items).map(drop))?;
+                Datum::Array
+            }
+            Node::Levels => {
+                let mut levels = Vec::new();
+                self.blocks(|body, left| {
+                    // a level takes two bytes at least: a damaged count must not reserve memory for nothing
+                    levels.reserve(left.min((body.data.len() - body.at) / 2));
+                    levels.push((body.text()?, body.text()?));
+                    Some(())
+                })?;
+                Datum::Levels(levels)
             }
             Node::Record(fields) => {
                 Datum::Record(fields, fields.iter().map(|(_, n)| self.value(n)).collect::<Option<_>>()?)
@@ -202,9 +227,9 @@ impl<'a> Datum<'a> {
         }
     }
 
-    fn levels(&self, name: &str) -> Option<Vec<(String, String)>> {
-        let Datum::Array(items) = self.field(name)? else { return None };
-        items.iter().map(|level| Some((level.owned("price")?, level.owned("size")?))).collect()
+    fn levels(&self, name: &str) -> Option<Vec<(Text, Text)>> {
+        let Datum::Levels(levels) = self.field(name)? else { return None };
+        Some(levels.iter().map(|(price, size)| (Text::new(price), Text::new(size))).collect())
     }
 }
 
@@ -213,7 +238,7 @@ pub enum Fields {
     Liquidation { long: bool, price: String, size: String },
     Trade { buy: bool, price: String, size: String },
     Top { bid: String, ask: String, mid: f64, microprice: f64 },
-    Book { kind: String, bids: Vec<(String, String)>, asks: Vec<(String, String)>, update_id: i64 },
+    Book { kind: String, bids: Vec<(Text, Text)>, asks: Vec<(Text, Text)>, update_id: i64 },
     Ticker { funding_rate: Option<String>, next_funding_ns: Option<i64>, open_interest: Option<String> },
 }
 
@@ -230,7 +255,7 @@ pub struct MarketEvent {
     #[pyo3(get)]
     event_id: String,
     #[pyo3(get)]
-    ts_event_ns: i64,
+    pub ts_event_ns: i64,
     #[pyo3(get)]
     ts_recv_ns: i64,
     /// A liquidation's side ("LONG" or "SHORT"); None for other records.
@@ -292,8 +317,8 @@ fn number(py: Python<'_>, text: &str) -> PyResult<f64> {
     py.get_type::<PyFloat>().call1((text,))?.extract()
 }
 
-fn levels(bids: &[(String, String)], asks: &[(String, String)], update_id: i64) -> Levels {
-    let side = |field: &str, pairs: &[(String, String)]| {
+fn levels(bids: &[(Text, Text)], asks: &[(Text, Text)], update_id: i64) -> Levels {
+    let side = |field: &str, pairs: &[(Text, Text)]| {
         pairs
             .iter()
             .map(|(p, s)| {
@@ -377,6 +402,12 @@ impl MarketDecoder {
 
     /// The event in `payload`; None unless it is exactly one body of a market schema behind that schema's header.
     fn decode(&self, py: Python<'_>, payload: &[u8]) -> Option<MarketEvent> {
+        self.event(py, payload)
+    }
+}
+
+impl MarketDecoder {
+    pub fn event(&self, py: Python<'_>, payload: &[u8]) -> Option<MarketEvent> {
         let (n, (schema, name, node)) =
             self.header_lengths.iter().find_map(|&n| Some((n, self.by_header.get(payload.get(..n)?)?)))?;
         let mut body = Body { data: &payload[n..], at: 0 };

@@ -58,7 +58,7 @@ class BacktestConfig:
 
     def config_hash(self) -> str:
         shaping = {"starting_equity": self.starting_equity, "strategy": asdict(self.strategy),
-                   "paper": asdict(self.paper), "feature_spec": self.spec.fingerprint()}
+                   "paper": self.paper.shaping(), "feature_spec": self.spec.fingerprint()}
         return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=repr).encode()).hexdigest()[:16]
 
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, cast
 
 import pytest
 
-from agents.chain import Chain, Step, chains
+from agents.chain import Chain, Compiled, Step, chains
 from agents.steps import DECIDE_INPUTS, EXECUTE_INPUTS, FEATURE_INPUTS
 from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord
@@ -122,3 +122,32 @@ def test_the_states_of_one_member_are_found_in_the_chain_slots() -> None:
     slots = [["f0", "p0"], ["f1", "p1"]]
     assert chain.states_of("predict", slots) == ["p0", "p1"]
     assert chain.states_of("decide", slots) == []
+
+
+def compiled_step(log: list[tuple[str, str, int]]) -> Step[Any]:
+    """The features step with a batch path whose engine is its state and whose output at a point is a vector."""
+    plain = step("features", log)
+    return Step(plain.name, plain.inputs, plain.outputs, lambda: "engine", plain.version, plain.handle, merge=True,
+                compiled=Compiled(lambda state: f"compiled {state}", lambda _, trigger, *__: cast(AvroRecord,
+                                                                                             Vec(trigger))))
+
+
+@pytest.mark.parametrize(("others", "folds"), [((), True), (("predict",), True), (("predict", "decide"), False)])
+def test_the_core_folds_a_chain_only_when_no_later_member_reads_the_market(others: tuple[str, ...],
+                                                                           folds: bool) -> None:
+    chain = chains([compiled_step([]), *(step(n) for n in others)], topic_of)[0]
+    assert (chain.compiled is not None) is folds  # decide reads liquidations and tops: they need the record path
+
+
+def test_a_batch_fold_counts_for_its_step_and_hands_its_vectors_to_the_members_after_it() -> None:
+    log: list[tuple[str, str, int]] = []
+    chain = chains([compiled_step(log), step("predict", log)], topic_of)[0]
+    states: list[Any] = chain.new()
+    assert chain.engine(states) == "compiled engine"
+    counts = {"market.liquidations": (2, 2, 0), "market.book": (5, 4, 1)}
+    out = chain.folded([(states, 4, 0, ()), (states, 9, 0, ())], counts, 0.001)
+    assert cast(list[Rec], out) == [Vec(4), Pred(4), Vec(9), Pred(9)]
+    assert log == [("predict", "Vec", 4), ("predict", "Vec", 9)]  # the fold itself went through the core
+    assert chain.steps[0].fed["market.book"] == 4
+    assert [s.applied for s in chain.steps] == [6, 2]
+    assert chain.steps[0].made == {"features": 2}

@@ -29,11 +29,12 @@ from decision.scoring import Scorer
 from liqbot.children import WorkerProcess as Worker
 from liqbot.config import Settings
 from liqbot.data import BINANCE_CAPTURE, BYBIT_CAPTURE
-from schemas.records import AvroRecord, Instrument, Liquidation, OrderEvent, Trade
+from schemas.records import AvroRecord, DeadLetter, Instrument, Liquidation, OrderEvent, Trade
 from streams.bybit.private_loopback import LoopbackBybitPrivate
 from streams.bybit.signing import Credentials
 from streams.capture_replay import capture_records
 from streams.clients import Clients
+from streams.history.load import partition_of
 from streams.merge import EventTimeMerge
 from streams.topics import TOPICS
 from training.registry import SCENARIO_REGISTRY, ModelRegistry
@@ -252,6 +253,71 @@ def test_a_worker_killed_mid_stream_restarts_to_the_same_output(settings: Settin
         for key, record in uninterrupted.by_topic.get(topic, {}).items():
             assert same_record(record, restarted.by_topic[topic][key]), f"{topic} {key} differs after the restart"
     assert uninterrupted.count("predictions") > 0
+
+
+def per_partition_vectors(records: list[AvroRecord], partitions: int) -> dict[str, AvroRecord]:
+    """What a features agent makes of records fed before it starts: each partition's own merge of the market
+    topics read to their end, folded into its own engine (the in-memory oracle of the batch fold)."""
+    by_partition: dict[int, list[AvroRecord]] = {}
+    for record in records:
+        by_partition.setdefault(partition_of(record, partitions), []).append(record)
+    vectors: dict[str, AvroRecord] = {}
+    for rows in by_partition.values():
+        engine = FeatureEngine()
+        for record in event_time_order(rows):
+            if (vector := engine.update(record)) is not None:
+                vectors[vector.event_id] = vector
+    return vectors
+
+
+def _settled_status(worker: Worker, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The worker's status once it names every agent's records (it is written every few seconds)."""
+    deadline = time.monotonic() + timeout_s
+    while not any((status := worker.status()).get("applied", {}).values()):
+        assert time.monotonic() < deadline, f"no status with records applied; worker log:\n{worker.tail()}"
+        time.sleep(0.5)
+    return status
+
+
+def test_a_features_worker_folds_whole_batches_in_the_core_and_restarts_to_the_same_vectors(
+        settings: Settings, workers: Any, collectors: Any) -> None:
+    """`--agents features` alone: the core folds each consumed batch (`MarketFold`: freshness, decode, merge,
+    fold). Real records (with SYNTHETIC liquidations for decision points) and one damaged body among them: the
+    worker, killed mid-stream and restarted from its snapshot, makes exactly the in-memory engine's vectors, and
+    the damaged body is dead-lettered and counted."""
+    records = with_synthetic_liquidations(capture_records(BINANCE_CAPTURE, "binance-usdm")[:30_000], every=40)
+    records += with_synthetic_liquidations(capture_records(BYBIT_CAPTURE, "bybit-linear"), every=10)
+    expected = per_partition_vectors(records, settings.kafka.partitions)
+    assert len(expected) == sum(isinstance(r, Liquidation) for r in records) > 100
+    half = len(records) // 2
+    feed(settings, records[:half])
+    clients = Clients.connect(settings)
+    damaged = b"\x00\x00\x00\x00\x01 not an avro record"
+    clients.producer.send_raw(clients.topics.name("market.book"), damaged, "BTCUSDT")
+    clients.producer.drain()
+    feed(settings, records[half:])
+    out = collectors(settings, ["features"])
+    often = ("--agents", "features", "--snapshot-every", "1")
+    worker = workers(settings, "folding", *often)
+    out.wait(lambda: out.count("features") >= len(expected) // 3, 120, "a third of the vectors", worker)
+    worker.stop(signal.SIGKILL)
+    worker = workers(settings, "restarted", *often)
+    out.wait(lambda: out.count("features") >= len(expected), 180, f"{len(expected)} vectors", worker)
+    out.settle(["features"])
+
+    assert out.conflicts == []
+    assert out.by_topic["features"].keys() == expected.keys()
+    assert all(same_record(v, out.by_topic["features"][k]) for k, v in expected.items())
+    applied = _settled_status(worker)["applied"]["features"]
+    assert 0 < applied < len(records)  # the restarted worker resumed from a snapshot, not from the first offsets
+    letters = clients.consumer([clients.topics.name("deadletter")], f"letters-{uuid.uuid4().hex}")
+    try:
+        found = [got.record for _ in range(100) if (got := letters.poll(0.2)) is not None
+                 and isinstance(got.record, DeadLetter)]
+    finally:
+        letters.close()
+    book = clients.topics.name("market.book")
+    assert {(d.source, d.stage, d.raw) for d in found} == {(book, "agent-decode", damaged)}
 
 
 def test_the_synthetic_wick_scenario_drives_the_agents_to_paper_orders(settings: Settings, workers: Any,

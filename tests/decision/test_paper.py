@@ -9,23 +9,30 @@ Binance's BTCUSDT rules too) under Binance's venue name.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import cache
 from itertools import pairwise
+from typing import Any
 
 import pytest
 
+from agents.steps import execute_step
 from decision.arms import ArmGrid
 from decision.ids import exit_order_id
+from decision.latency import ConstantLatency, LognormalLatency, RecordedLatency, draw_ns
 from decision.ledger import Outcome
 from decision.orders import ExitRule
 from decision.paper import PaperAccount, PaperConfig, PaperSymbol, PaperVenue, VenueRecord
+from decision.queue import QueueModel, QueuePosition
 from decision.risk import AccountRisk, RiskLimits, TimedRecord
 from decision.strategy import StrategyConfig, SymbolStrategy, decide
 from liqbot.data import BINANCE_CAPTURE, BYBIT_CAPTURE
 from schemas.records import (
     ArmPrediction,
+    BookLevel,
+    BookUpdate,
     FundingRate,
     Instrument,
     Liquidation,
@@ -39,6 +46,8 @@ from schemas.records import (
     Trade,
 )
 from streams.capture_replay import capture_records
+from streams.history.backtest import BacktestConfig
+from streams.history.reader import HistoryRange
 
 VENUE, SYMBOL = "binance-usdm", "BTCUSDT"
 MS, S = 1_000_000, 1_000_000_000
@@ -424,3 +433,218 @@ def test_a_symbols_venue_state_survives_pickling() -> None:
     state = venue.symbol(VENUE, SYMBOL)
     again: PaperSymbol = pickle.loads(pickle.dumps(state))
     assert again.orders.keys() == state.orders.keys() and again.funding_paid == state.funding_paid
+
+
+# -- realism: latency and the queue model (docs/backtest.md, Realism) ------------------------------------------
+
+
+def _realistic(**settings: Any) -> PaperVenue:
+    """Synthetic book 100.0 / 100.1 at 0, the exits far away; `settings` of PaperConfig's realism."""
+    venue = PaperVenue(PaperConfig(exit_rule=ExitRule(hold_ms=60_000, take_profit_bps=500, stop_loss_bps=500),
+                                   **settings), PaperAccount(starting_equity=1_000.0))
+    venue.on_record(_top(0))
+    return venue
+
+
+def _sized(ts_ns: int, price: str, size: str) -> Trade:
+    return replace(_trade(ts_ns, price), size=size)
+
+
+def _statuses(records: list[VenueRecord]) -> list[tuple[str, str, int]]:
+    return [(r.client_order_id, r.status, r.ts_event_ns) for r in records if isinstance(r, OrderEvent)]
+
+
+def test_an_order_exists_at_the_venue_only_after_its_entry_latency() -> None:
+    """Synthetic path, 50 ms entry latency: a trade through the price before arrival cannot fill the order."""
+    venue = _realistic(entry_latency=ConstantLatency(ms=50))
+    assert venue.submit(_intent("buy", "BUY", "99.0", ts_ns=1 * S, valid_for_ms=1_000)) == []
+    assert venue.on_record(_trade(1 * S + 20 * MS, "98.9")) == []  # in flight: nothing there to fill
+    assert venue.on_record(_trade(1 * S + 50 * MS, "98.9")) == []  # at arrival it is not there yet either
+    out = venue.on_record(_trade(1 * S + 60 * MS, "98.9"))
+    assert _statuses(out) == [("buy", "ACCEPTED", 1 * S + 50 * MS), ("buy", "FILLED", 1 * S + 60 * MS)]
+    late = _realistic(entry_latency=ConstantLatency(ms=50))
+    late.submit(_intent("rests", "BUY", "99.0", ts_ns=1 * S, valid_for_ms=1_000))
+    accepted = late.on_record(_trade(1 * S + 60 * MS, "99.5"))
+    expired = late.on_record(_trade(3 * S, "99.5"))  # T counts from arrival at the venue
+    assert _statuses(accepted + expired) == [("rests", "ACCEPTED", 1 * S + 50 * MS),
+                                             ("rests", "EXPIRED", 2 * S + 50 * MS)]
+
+
+def test_the_post_only_check_is_against_the_top_as_of_arrival() -> None:
+    """Synthetic tops: the book moves between decision and arrival (rejected), or only after arrival (accepted)."""
+    moved = _realistic(entry_latency=ConstantLatency(ms=50))
+    moved.submit(_intent("a", "BUY", "100.05", ts_ns=1 * S))
+    assert moved.on_record(_top(1 * S + 30 * MS, bid="99.9", ask="100.0")) == []
+    [rejected] = _events(moved.on_record(_trade(1 * S + 70 * MS, "100.0")))
+    assert (rejected.status, rejected.ts_event_ns, rejected.reason) == (
+        "REJECTED", 1 * S + 50 * MS, "post-only: buy at 100.05 would cross the ask 100.0")
+    later = _realistic(entry_latency=ConstantLatency(ms=50))
+    later.submit(_intent("a", "BUY", "100.05", ts_ns=1 * S))
+    [accepted] = _events(later.on_record(_top(1 * S + 70 * MS, bid="99.9", ask="100.0")))  # folded after it lands
+    assert (accepted.status, accepted.ts_event_ns) == ("ACCEPTED", 1 * S + 50 * MS)
+
+
+def test_a_cancel_takes_effect_after_its_latency_and_a_fill_in_between_stands() -> None:
+    """Synthetic path, 100 ms cancel latency: two buys rest, a cancel-all is sent at 2 s."""
+    venue = _realistic(cancel_latency=ConstantLatency(ms=100))
+    venue.submit(_intent("near", "BUY", "99.0"))
+    venue.submit(_intent("far", "BUY", "98.0"))
+    assert venue.cancel_all(VENUE, SYMBOL, 2 * S, 2 * S, "kill switch: operator", cancel_id="c1") == []
+    filled = venue.on_record(_trade(2 * S + 50 * MS, "98.9"))
+    cancelled = venue.on_record(_trade(2 * S + 200 * MS, "97.9"))  # through "far", after the cancel's effect
+    assert _statuses(filled + cancelled) == [("near", "FILLED", 2 * S + 50 * MS),
+                                             ("far", "CANCELLED", 2 * S + 100 * MS)]
+
+
+def test_a_cancel_reaches_only_the_orders_at_the_venue_before_it() -> None:
+    """Synthetic path, 50 ms entry latency and immediate cancels."""
+    venue = _realistic(entry_latency=ConstantLatency(ms=50))
+    venue.submit(_intent("a", "BUY", "99.0", ts_ns=1 * S))
+    assert venue.cancel_all(VENUE, SYMBOL, 1 * S + 20 * MS, 0, "risk", cancel_id="c1") == []  # before it lands
+    assert _statuses(venue.on_record(_trade(1 * S + 60 * MS, "99.5"))) == [("a", "ACCEPTED", 1 * S + 50 * MS)]
+    other = _realistic(entry_latency=ConstantLatency(ms=50))
+    other.submit(_intent("a", "BUY", "99.0", ts_ns=1 * S))
+    out = other.cancel_all(VENUE, SYMBOL, 1 * S + 70 * MS, 0, "risk", cancel_id="c1")  # it landed at 1.05 s
+    assert _statuses(out) == [("a", "ACCEPTED", 1 * S + 50 * MS), ("a", "CANCELLED", 1 * S + 70 * MS)]
+
+
+def test_latencies_are_drawn_per_client_order_id_the_same_every_time() -> None:
+    """Synthetic intents through a lognormal entry latency: the same ids land at the same times in two venues."""
+    def arrivals(seed: int) -> list[int]:
+        venue = _realistic(entry_latency=LognormalLatency(median_ms=20, sigma=0.8), latency_seed=seed)
+        for n in range(20):
+            venue.submit(_intent(f"o{n}", "BUY", "99.0", ts_ns=1 * S))
+        return [e.ts_event_ns for e in _events(venue.on_record(_top(9 * S)))]
+
+    assert arrivals(0) == arrivals(0) == sorted(arrivals(0)) and len(set(arrivals(0))) == 20
+    assert arrivals(0) != arrivals(1)
+    assert arrivals(0) == sorted(1 * S + draw_ns(LognormalLatency(median_ms=20, sigma=0.8), 0, "entry", f"o{n}")
+                                 for n in range(20))
+
+
+def _book(ts_ns: int, bids: tuple[tuple[str, str], ...], kind: str = "SNAPSHOT") -> BookUpdate:
+    return BookUpdate(venue=VENUE, symbol=SYMBOL, event_id=f"book:{ts_ns}", ts_event_ns=ts_ns, ts_exchange_ns=ts_ns,
+                      ts_recv_ns=ts_ns, update_type=kind, depth=50, update_id=ts_ns, seq=None,  # type: ignore[arg-type]
+                      bids=tuple(BookLevel(p, s) for p, s in bids),
+                      asks=() if kind == "DELTA" else (BookLevel("100.1", "1"),))
+
+
+BIDS = (("100.0", "1"), ("99.5", "4"), ("99.0", "3.0"), ("98.5", "6"))  # synthetic levels
+
+
+@pytest.mark.parametrize("queue", [QueueModel(kind="risk_averse"), QueueModel(kind="log_prob")])
+def test_trades_at_the_price_fill_once_the_recorded_queue_ahead_is_used_up(queue: QueueModel) -> None:
+    """Synthetic book: 3.0 ahead at 99.0; trades at 99.0 of 1.0, 1.5 and 1.0 fill the buy on the third."""
+    venue = _realistic(queue=queue)
+    venue.on_record(_book(0, BIDS))
+    venue.submit(_intent("buy", "BUY", "99.0"))
+    assert venue.symbol(VENUE, SYMBOL).orders["buy"].queue == QueuePosition(3.0)
+    out = [venue.on_record(_sized(n * S, "99.0", size)) for n, size in ((1, "1.0"), (2, "1.5"), (3, "1.0"))]
+    assert [_statuses(o) for o in out] == [[], [], [("buy", "FILLED", 3 * S)]]
+    fill = next(r for r in out[2] if isinstance(r, OrderEvent))
+    assert (fill.last_fill_price, fill.filled_size, fill.liquidity) == ("99.0", "2", "MAKER")  # whole, as a maker
+    strict = _realistic()  # the default: a touch is not a fill, whatever traded there
+    strict.on_record(_book(0, BIDS))
+    strict.submit(_intent("buy", "BUY", "99.0"))
+    assert [strict.on_record(_sized(n * S, "99.0", "5")) for n in range(1, 4)] == [[], [], []]
+
+
+def test_a_level_decrease_advances_the_queue_as_the_model_says() -> None:
+    """Synthetic book: 99.0 goes 10 -> 6 with 3.0 ahead: log_prob leaves 3 - 0.4 x 4 = 1.4 ahead (risk_averse 3)."""
+    for queue, ahead, fills_at in ((QueueModel(kind="log_prob"), 1.4, 2), (QueueModel(kind="risk_averse"), 3.0, 4)):
+        venue = _realistic(queue=queue)
+        venue.on_record(_book(0, (("100.0", "3.0"), ("99.0", "3.0"))))
+        venue.submit(_intent("buy", "BUY", "99.0"))
+        venue.on_record(_book(1, (("99.0", "10"),), "DELTA"))  # 7 joined behind
+        venue.on_record(_book(2, (("99.0", "6"),), "DELTA"))
+        assert venue.symbol(VENUE, SYMBOL).orders["buy"].queue.ahead == pytest.approx(ahead)  # type: ignore[union-attr]
+        fills = [n for n in range(1, 6) if _statuses(venue.on_record(_sized(n * S, "99.0", "0.8")))]
+        assert fills == [fills_at]  # 1.4 - 0.8 - 0.8 < 0; 3.0 needs four
+
+
+def test_the_execute_step_reads_the_book_only_with_a_queue_model() -> None:
+    assert "market.book" not in execute_step(EQUITY).inputs
+    inputs = execute_step(EQUITY, PaperConfig(queue=QueueModel(kind="log_prob"))).inputs
+    assert inputs[:4] == ("orders.intents", "orders.cancels", "market.trades", "market.book")
+    venue = _realistic()  # without a queue model a book update changes nothing, as before
+    venue.on_record(_book(0, BIDS))
+    assert venue.symbol(VENUE, SYMBOL).book.book is None
+
+
+def test_realistic_settings_change_the_config_hash_and_defaults_leave_it_as_it_was() -> None:
+    span = HistoryRange(namespace="", from_ns=0, to_ns=1, symbols=("BTCUSDT",))
+    default = BacktestConfig(span=span).config_hash()
+    explicit = BacktestConfig(span=span, paper=PaperConfig(entry_latency=ConstantLatency(ms=0),
+                                                           queue=QueueModel(kind="none"))).config_hash()
+    assert explicit == default
+    hashes = {BacktestConfig(span=span, paper=PaperConfig(**s)).config_hash() for s in (
+        {"entry_latency": ConstantLatency(ms=5)}, {"cancel_latency": ConstantLatency(ms=5)}, {"latency_seed": 1},
+        {"queue": QueueModel(kind="log_prob")}, {"queue": QueueModel(kind="power_prob", power=3)},
+        {"entry_latency": RecordedLatency(samples_ms=(1.0, 2.0))})}
+    assert len(hashes) == 6 and default not in hashes
+
+
+@cache
+def booked_tape() -> tuple[TimedRecord, ...]:
+    """`tape()` with the real depth stream in its place (the queue model reads it)."""
+    books = [r for r in capture_records(BINANCE_CAPTURE, VENUE) if isinstance(r, BookUpdate)]
+    return tuple(sorted([*tape(), *books], key=lambda r: r.ts_event_ns))
+
+
+REALISTIC = replace(PAPER, entry_latency=ConstantLatency(ms=5), cancel_latency=ConstantLatency(ms=5),
+                    queue=QueueModel(kind="risk_averse"))
+
+
+def _realistic_run(records: Iterable[TimedRecord]) -> Run:
+    run = Run(venue=PaperVenue(REALISTIC, PaperAccount(starting_equity=EQUITY)))
+    for record in records:
+        run.step(record)
+    return run
+
+
+@cache
+def realistic_run() -> Run:
+    return _realistic_run(booked_tape())
+
+
+def test_on_the_real_tape_orders_land_after_the_latency_and_some_fill_at_their_price() -> None:
+    run = realistic_run()
+    assert len(run.intents) == 18
+    for intent in run.intents:
+        events = run.events(intent.client_order_id)
+        assert events[0].status == "ACCEPTED" and events[0].ts_event_ns == intent.ts_event_ns + 5 * MS
+    fills = [e for e in run.out if isinstance(e, OrderEvent) and e.status == "FILLED" and e.liquidity == "MAKER"]
+    by_ts: dict[int, list[Decimal]] = {}
+    for t in trades():
+        by_ts.setdefault(t.ts_event_ns, []).append(Decimal(t.price))
+    at_price = [f for f in fills if Decimal(f.price) in by_ts[f.ts_event_ns] and not any(
+        (p < Decimal(f.price) if f.side == "BUY" else p > Decimal(f.price)) for p in by_ts[f.ts_event_ns])]
+    assert at_price, "no fill at the price on the real tape: the queue model would be untested on it"
+
+
+def test_results_up_to_a_cut_of_the_real_tape_do_not_change() -> None:
+    """No look-ahead: the venue fed the real tape up to a time in the middle makes exactly the first part of what it
+    makes fed all of it, orders in flight and resting at the cut included."""
+    full, records = realistic_run(), booked_tape()
+    cut_ns = records[len(records) // 2].ts_event_ns
+    cut = _realistic_run(r for r in records if r.ts_event_ns < cut_ns)
+    assert cut.intents == full.intents[:len(cut.intents)] and len(full.intents) > len(cut.intents) > 0
+    made, whole = cut.out, full.out
+    assert made == whole[:len(made)] and len(whole) > len(made)
+    assert any(isinstance(r, OrderEvent) and r.status == "FILLED" for r in made)
+    assert any(isinstance(r, OrderEvent) for r in whole[len(made):])
+    state = cut.venue.symbol(VENUE, SYMBOL)
+    assert state.orders or state.in_flight, "nothing live at the cut: the test would not show what it says"
+
+
+def test_a_venue_with_orders_in_flight_survives_pickling() -> None:
+    records = booked_tape()
+    run, n = Run(venue=PaperVenue(REALISTIC, PaperAccount(starting_equity=EQUITY))), 0
+    for n, record in enumerate(records):  # noqa: B007  # the index where an order is in flight
+        run.step(record)
+        if run.venue.symbol(VENUE, SYMBOL).in_flight:
+            break
+    again = pickle.loads(pickle.dumps(run))
+    for record in records[n + 1:]:
+        again.step(record)
+    assert _outputs(again) == _outputs(realistic_run())

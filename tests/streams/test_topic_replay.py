@@ -120,10 +120,17 @@ def _by_id(out: Any, topic: str) -> dict[str, AvroRecord]:
     return dict(out.by_topic.get(topic, {}))
 
 
+def cast_intent(record: object) -> OrderIntent:
+    return cast(OrderIntent, record)
+
+
+@pytest.mark.parametrize("realism", [(), ("--entry-latency", "lognormal:4:0.5", "--cancel-latency", "3",
+                                           "--queue-model", "log_prob")], ids=["defaults", "latency-and-queue"])
 def test_the_live_agents_the_topic_replay_and_the_history_replay_give_the_same_orders(
-        settings: Settings, workers: Any, collectors: Any, tmp_path: Path) -> None:  # noqa: F811
+        settings: Settings, workers: Any, collectors: Any, tmp_path: Path, realism: tuple[str, ...]) -> None:  # noqa: F811
     """SYNTHETIC wick scenario (it places orders): a live worker, `liqbot replay` of its range, then
-    `liqbot backtest` of the replay's history in ClickHouse: the same records out, and the same result hash."""
+    `liqbot backtest` of the replay's history in ClickHouse: the same records out, and the same result hash; also
+    with the paper venue's latency and queue model on, given alike to all three."""
     scenario = generate(WickScenario(seed=5, symbols=("WICKUSDT", "SPIKEUSDT", "DIPUSDT"), duration_s=900,
                                      bursts=4))
     start = str(int(time.time() * 1000) - 1)
@@ -132,13 +139,13 @@ def test_the_live_agents_the_topic_replay_and_the_history_replay_give_the_same_o
     feed(settings, list(scenario.records))
     end = str(int(time.time() * 1000) + 1)
     live = collectors(settings, OUTPUTS)
-    worker = workers(settings, "live", "--models", str(SCENARIO_REGISTRY))
+    worker = workers(settings, "live", "--models", str(SCENARIO_REGISTRY), *realism)
     live.wait(lambda: live.count("orders.intents") > 0, 120, "an intent", worker)
     live.settle(OUTPUTS, quiet_s=6)
 
     home = tmp_path / "home"
     done = _liqbot(settings, home, "replay", "--from", start, "--to", end, "--run", "again",
-                   "--models", str(SCENARIO_REGISTRY))
+                   "--models", str(SCENARIO_REGISTRY), *realism)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads(done.stdout.splitlines()[-1])
     assert summary["market_records_replayed"] == len(scenario.records)
@@ -152,11 +159,16 @@ def test_the_live_agents_the_topic_replay_and_the_history_replay_give_the_same_o
         assert [(k, differing(mine[k], theirs[k])) for k in mine if not same_record(mine[k], theirs[k])] == [], topic
     events = [cast(OrderEvent, e) for e in _by_id(live, "orders.events").values()]
     assert any(e.status == "FILLED" for e in events)
+    if realism:  # each entry reached the venue a drawn latency after its decision: strictly later
+        decided = {i.client_order_id: i.ts_event_ns for i in map(cast_intent, _by_id(live, "orders.intents").values())}
+        accepted = [e for e in events if e.status == "ACCEPTED"]
+        assert accepted and all(e.ts_event_ns > decided[e.client_order_id] for e in accepted)
 
     times = [r.ts_event_ns for r in scenario.records]
     history = _liqbot(settings, home, "backtest", "--namespace", run_namespace(settings, "again").kafka.topic_prefix,
                       "--from", str(min(times) // 1_000_000), "--to", str(max(times) // 1_000_000 + 1),
-                      "--symbols", "WICKUSDT,SPIKEUSDT,DIPUSDT", "--models", str(SCENARIO_REGISTRY), bus=False)
+                      "--symbols", "WICKUSDT,SPIKEUSDT,DIPUSDT", "--models", str(SCENARIO_REGISTRY), *realism,
+                      bus=False)
     assert history.returncode == 0, history.stdout[-3000:] + history.stderr[-3000:]
     backtest = json.loads(history.stdout.splitlines()[-1])
     intents = [cast(OrderIntent, i) for i in _by_id(live, "orders.intents").values()]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -13,7 +14,11 @@ from clickhouse_connect.driver.client import Client
 
 from agents.chain import Step, chains
 from agents.steps import decide_step, execute_step, features_step, predict_step
+from decision.ids import exit_order_id
+from decision.latency import LognormalLatency
+from decision.paper import PaperConfig
 from decision.pipeline import PredictStep
+from decision.queue import QueueModel
 from decision.strategy import StrategyConfig
 from liqbot.errors import LiqbotError
 from schemas.records import AvroRecord, FeatureVector, OrderEvent, OrderIntent, Position, Prediction
@@ -245,3 +250,56 @@ def test_the_result_tables_hold_every_field_of_their_records(client: Client) -> 
         found = {str(name): str(kind) for name, kind in rows}
         assert [c.name for c in columns_for(schema) if found.get(c.name) != c.clickhouse_type] == [], table
         assert {found["_run"], found["_partition"], found["_seq"]} == {"String", "Int32", "UInt64"}
+
+
+# Latency and the queue model on (docs/backtest.md, Realism): long enough latencies that they change what fills
+REALISTIC = PaperConfig(entry_latency=LognormalLatency(median_ms=150.0, sigma=0.8),
+                        cancel_latency=LognormalLatency(median_ms=50.0, sigma=0.5), queue=QueueModel(kind="log_prob"))
+
+
+def _sequences(result: Replay) -> dict[str, list[tuple[int, bytes]]]:
+    """Each kind of output in the order the run made it, with the partition that made it."""
+    out = result.outputs
+    return {"vectors": [(0, canonical(v)) for v in out.vectors],
+            "predictions": [(0, canonical(p)) for p in out.predictions],
+            **{kind: [(partition, canonical(r)) for partition, r in records] for kind, records in (
+                ("intents", out.intents), ("events", out.events), ("positions", out.positions))}}
+
+
+def _prefix(cut: Replay, full: Replay) -> dict[str, int]:
+    """Asserts each output sequence of the cut run is the start of the full run's; their lengths in the cut run."""
+    whole = _sequences(full)
+    for kind, made in _sequences(cut).items():
+        assert made == whole[kind][:len(made)], kind
+    return {kind: len(made) for kind, made in _sequences(cut).items()}
+
+
+def test_wick_results_up_to_a_cut_do_not_change_with_latency_and_the_queue_model(client: Client) -> None:
+    """SYNTHETIC market and model. The history cut by `--to` one second after the second entry fill, while that
+    position is open: everything the cut run made is exactly the first part of what the full run made."""
+    full = replay(client, BacktestConfig(span=SCENARIO, paper=REALISTIC), _scenario_model())
+    assert full.result_hash != replay(client, BacktestConfig(span=SCENARIO), _scenario_model()).result_hash
+    entries = [e for _, e in full.outputs.events if e.status == "FILLED" and e.liquidity == "MAKER"]
+    assert len(entries) >= 2
+    cut_ns = entries[1].ts_event_ns + 10**9
+    cut = replay(client, BacktestConfig(span=replace(SCENARIO, to_ns=cut_ns), paper=REALISTIC), _scenario_model())
+    lengths = _prefix(cut, full)
+    made = [e for _, e in cut.outputs.events]
+    assert lengths["intents"] > 0 and any(e.status == "FILLED" for e in made)
+    assert len(full.outputs.events) > len(made) and len(full.outputs.intents) > lengths["intents"]
+    exits = {e.client_order_id for _, e in full.outputs.events if e.liquidity == "TAKER"}
+    open_at_cut = [e for e in made if e.liquidity == "MAKER" and exit_order_id(e.client_order_id) in exits
+                   and not any(x.client_order_id == exit_order_id(e.client_order_id) for x in made)]
+    assert open_at_cut, "no position open at the cut: the test would not show what it says"
+
+
+def test_real_results_up_to_a_cut_do_not_change_with_latency_and_the_queue_model(client: Client) -> None:
+    """The real captures (no order placed) cut between the two BTCUSDT liquidations of 2026-10-09: the cut run's
+    decision points and predictions are the first of the full run's."""
+    full = replay(client, BacktestConfig(span=REAL, paper=REALISTIC), _real_model())
+    cut_ns = 1_791_565_601_000 * 10**6  # 2026-10-09T17:06:41.000Z
+    cut = replay(client, BacktestConfig(span=replace(REAL, to_ns=cut_ns), paper=REALISTIC), _real_model())
+    lengths = _prefix(cut, full)
+    assert (lengths["vectors"], len(full.outputs.vectors)) == (3, 4)
+    assert (lengths["predictions"], len(full.outputs.predictions)) == (1, 2)
+    assert cut.records < full.records and full.result_hash == result_hash([], [])

@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from decision.latency import LognormalLatency, RecordedLatency
+from decision.paper import PaperConfig
+from decision.queue import QueueModel
 from deploy.kafka.broker import free_port
+from streams.history.backtest import BacktestConfig
 from streams.history.query import endpoint_file
+from streams.history.reader import HistoryRange
 from streams.history.store import StoreSettings, connect
 from tests.streams.history.conftest import LandedHistory
 from training.registry import SCENARIO_REGISTRY, ModelRegistry
@@ -79,3 +84,53 @@ def test_an_unreachable_server_and_a_store_held_by_a_sink_say_what_to_do(landed_
     finally:
         held.unlink()
     assert done.returncode == 2 and "a running `liqbot sink` holds the chDB store" in done.stderr, done.stderr
+
+
+def test_a_backtest_with_latency_and_a_queue_model_names_them_in_its_config_hash(landed_history: LandedHistory,
+                                                                                   tmp_path: Path) -> None:
+    """SYNTHETIC scenario; the ack latencies are hand-made numbers of ms."""
+    samples = tmp_path / "acks.txt"
+    samples.write_text("# order-ack latencies, ms\n4.0\n6.5\n12.0\n")
+    done = _backtest(landed_history.path.parent, *WICK_ARGS, "--run", "cli-realistic", "--latency-samples",
+                     str(samples), "--cancel-latency", "lognormal:50:0.5", "--queue-model", "power_prob:2")
+    assert done.returncode == 0, done.stderr
+    assert "paper venue entry_latency RecordedLatency(samples_ms=(4.0, 6.5, 12.0)" in done.stderr
+    expected = PaperConfig(entry_latency=RecordedLatency(samples_ms=(4.0, 6.5, 12.0), source=str(samples)),
+                           cancel_latency=LognormalLatency(median_ms=50.0, sigma=0.5),
+                           queue=QueueModel(kind="power_prob", power=2.0))
+    span = HistoryRange(namespace="wick.", from_ns=0, to_ns=1, symbols=("WICKUSDT",))  # the hash names no data
+    client = connect(StoreSettings(path=landed_history.path))
+    try:
+        stored = client.query("SELECT config_hash FROM backtest_runs WHERE run = 'cli-realistic'").result_rows
+    finally:
+        client.close()
+    assert stored == [(BacktestConfig(span=span, paper=expected).config_hash(),)]
+    assert stored[0][0] != BacktestConfig(span=span).config_hash()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--entry-latency", "fast"), "error: --entry-latency: latency 'fast' is not one of MS, constant:MS, "
+                                  "uniform:LOW_MS:HIGH_MS or lognormal:MEDIAN_MS:SIGMA (e.g. 5, uniform:2:8, "
+                                  "lognormal:5:0.5)"),
+    (("--cancel-latency", "uniform:8:2"), "error: --cancel-latency: latency 'uniform:8:2': uniform latency: HIGH_MS "
+                                          "2.0 is below LOW_MS 8.0"),
+    (("--queue-model", "fifo"), "error: --queue-model: queue model 'fifo' is not one of none, risk_averse, log_prob "
+                                "or power_prob:N (N > 0, e.g. power_prob:2)"),
+    (("--queue-model", "power_prob"), "error: --queue-model: queue model 'power_prob': power_prob needs its N"),
+    (("--latency-samples", "/nonexistent/acks.txt"), "error: --latency-samples: cannot read /nonexistent/acks.txt "
+                                                     "(No such file or directory): give a file of measured order-ack "
+                                                     "latencies, one number of ms a line"),
+])
+def test_bad_realism_settings_say_what_to_write(landed_history: LandedHistory, args: tuple[str, ...],
+                                                message: str) -> None:
+    done = _backtest(landed_history.path.parent, *WICK_ARGS, *args)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_bad_recorded_latencies_say_where(landed_history: LandedHistory, tmp_path: Path) -> None:
+    samples = tmp_path / "acks.txt"
+    samples.write_text("4.0\n4,5\n")
+    done = _backtest(landed_history.path.parent, *WICK_ARGS, "--latency-samples", str(samples))
+    assert done.returncode == 2, done.stderr
+    assert f"error: --latency-samples: {samples}:2: '4,5' is not a number of ms (write one latency in ms a line)" \
+        in done.stderr
