@@ -2,7 +2,7 @@
 
 The real Binance USD-M and Bybit captures, pre-produced as Avro into topics of their own, then read four ways in
 the same run: (1) one `liqbot agents worker` (all four agents, as deployed), timed by its status.json (rewritten
-every 0.1 s): the features agent's records (`applied`) over the time from its first consumed message to its last
+every 0.05 s): the features agent's records (`applied`) over the time from its first consumed message to its last
 record folded in, as the plain loop is timed; (2) the baseline, a plain confluent-kafka consumer loop doing
 the agent's feature work through the same compiled batch fold (`liqbot_core.MarketFold`: bodies decoded straight
 into `MarketEvent`s, the serde's records for any other payload, the same event-time merge per partition, the
@@ -42,7 +42,7 @@ from streams.consumer import consumer_config
 from streams.merge import EventTimeMerge
 from streams.serde import market_decoder
 
-_STATUS_EVERY_S = 0.1  # the worker's status file is the clock of its rate: a run takes a few seconds
+_STATUS_EVERY_S = 0.05  # the worker's status file is the clock of its rate: a run takes a few seconds
 
 
 def real_records(limit: int | None) -> list[AvroRecord]:
@@ -155,7 +155,7 @@ def in_memory(work: Workload) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Samples:
-    """A worker's status.json each time it was rewritten (every 0.1 s here), with the file's time."""
+    """A worker's status.json each time it was rewritten (every 0.05 s here), with the file's time."""
 
     points: list[tuple[float, dict[str, Any]]]
 
