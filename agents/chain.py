@@ -74,6 +74,14 @@ class Chain:
 
     steps: list[Step[Any]]
     topic_of: Callable[[AvroRecord], str] = field(repr=False)  # the topic that carries a record's schema
+    # topic -> the members that read it, in member order (a chain's members are given once, when it is made)
+    _readers: dict[str, list[int]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._readers = {}
+        for i, step in enumerate(self.steps):
+            for topic in step.inputs:
+                self._readers.setdefault(topic, []).append(i)
 
     @property
     def name(self) -> str:
@@ -121,14 +129,14 @@ class Chain:
         while queue:
             given = queue.popleft()
             topic = self.topic_of(given)
-            for step, state in zip(self.steps, states, strict=True):
-                if topic in step.inputs:
-                    fed = step.fed[topic] = step.fed[topic] + 1
-                    made = step.handle(state, given) if fed & _UNTIMED else _timed(step, state, given)
-                    if made:
-                        self._count(step, made)
-                        out.extend(made)
-                        queue.extend(made)
+            for i in self._readers.get(topic, ()):
+                step, state = self.steps[i], states[i]
+                fed = step.fed[topic] = step.fed[topic] + 1
+                made = step.handle(state, given) if fed & _UNTIMED else _timed(step, state, given)
+                if made:
+                    self._count(step, made)
+                    out.extend(made)
+                    queue.extend(made)
             if len(out) > _MAX_CAUSED:
                 raise LiqbotError(f"chain {self.name}: {record.SCHEMA} {getattr(record, 'event_id', '')} caused "
                                   f"over {_MAX_CAUSED} records; its members feed each other without end")
@@ -194,10 +202,10 @@ def _timed(step: Step[S], state: S, record: AvroRecord) -> Sequence[AvroRecord]:
 
 def chains(steps: Sequence[Step[Any]], topic_of: Callable[[AvroRecord], str]) -> list[Chain]:
     """Consecutive steps joined while the next one reads what the chain writes."""
-    out: list[Chain] = []
+    groups: list[list[Step[Any]]] = []
     for step in steps:
-        if out and out[-1].writes & set(step.inputs):
-            out[-1].steps.append(step)
+        if groups and set(step.inputs) & {topic for member in groups[-1] for topic in member.outputs}:
+            groups[-1].append(step)
         else:
-            out.append(Chain([step], topic_of))
-    return out
+            groups.append([step])
+    return [Chain(group, topic_of) for group in groups]

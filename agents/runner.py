@@ -80,10 +80,9 @@ class Runner(threading.Thread):
                         for topic, readers in self._readers.items()}
         # an agent whose every input only it reads, and whose whole work the core does: its share of each batch
         # goes to the core in one call, not message by message
-        self._folds = [(agent, MarketFold(codec.market_decoder(), set(agent.inputs), codec.decode, self._high_mark))
+        self._folds = {agent.name: MarketFold(codec.market_decoder(), set(agent.inputs), codec.decode, self._high_mark)
                        for agent in self.agents
-                       if agent.engine is not None and all(self._readers[t] == [agent] for t in agent.inputs)]
-        self._folding = {id(agent): fold for agent, fold in self._folds}
+                       if agent.engine is not None and all(self._readers[t] == [agent] for t in agent.inputs)}
         self._idle_check_s = idle_check_s
         self._timers: list[_Timer] = []
         self._stopping = threading.Event()
@@ -127,8 +126,10 @@ class Runner(threading.Thread):
         if first is not None:
             # poll, then take what is already fetched: consume(n) would wait for n messages or its timeout
             batch = [first, *self._consumer.consume(_BATCH, 0)]
-            for agent, fold in self._folds:
-                batch = self._fold(agent, fold, batch)
+            for agent in self.agents:
+                fold = self._folds.get(agent.name)
+                if fold is not None:
+                    batch = self._fold(agent, fold, batch)
             for msg in batch:
                 self._dispatch(msg)
         # what waited on inputs that have since been read to their end
@@ -193,7 +194,7 @@ class Runner(threading.Thread):
             self.codec.send(out)
 
     def _drain(self, agent: Agent[Any], slot: Slot[Any]) -> None:
-        fold = self._folding.get(id(agent))
+        fold = self._folds.get(agent.name)
         if fold is not None:
             started = time.perf_counter()
             points, counts = fold.drain(slot.partition, self._parts(agent, slot), self._read)

@@ -1,6 +1,8 @@
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, Literal, Protocol, TypeVar, final
 
+from schemas.records import TopOfBook
+
 class _Level(Protocol):
     @property
     def price(self) -> str: ...
@@ -160,6 +162,25 @@ class MarketDecoder:
         """`schemas`: each header to (schema name, schema JSON text)."""
     def decode(self, payload: bytes) -> MarketEvent | None:
         """None unless `payload` is exactly one body of a market schema behind that schema's header."""
+
+@final
+class TopsAsOf:
+    """The recent tops of book of one symbol, for the top as of a past event time (`tops.rs`; the decide step's
+    join). Held as columns, not objects: a snapshot pickles them as one byte string, and the garbage collector has
+    nothing to walk."""
+
+    def __init__(self, kept: int) -> None:
+        """At least the newest `kept` tops are held once that many came; at twice as many the oldest go, so that
+        `kept` remain (ValueError below 1)."""
+    def add(self, top: TopOfBook) -> None:
+        """Keep a top (its venue and symbol become the book's); one older than the newest held is ignored."""
+    def as_of(self, ts_ns: int) -> TopOfBook | None:
+        """The newest top with `ts_event_ns <= ts_ns` (the agent's event-time merge has delivered every earlier one);
+        None when none held is that old."""
+    def __len__(self) -> int: ...
+    def __getstate__(self) -> bytes: ...
+    def __setstate__(self, state: bytes) -> None:
+        """ValueError for bytes `__getstate__` did not write."""
 
 _T = TypeVar("_T")
 

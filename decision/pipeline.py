@@ -8,14 +8,13 @@ interleave on the way; a prediction waits until its trigger is known.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import logging
-from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from liqbot_core import TopsAsOf
 
 from decision.paper import PaperAccount, PaperConfig, PaperVenue, VenueRecord
 from decision.risk import AccountRisk, SymbolKey
@@ -40,9 +39,9 @@ from schemas.records import (
 __all__ = ["DecideStep", "DecisionHook", "ExecuteStep", "PredictStep", "Predictor"]
 
 log = logging.getLogger(__name__)
-# Per symbol, at least this many of the newest tops a prediction may still be joined with. Live a prediction
-# lags its trigger by milliseconds; fed a backlog at full speed, decide reads the market topics minutes of event
-# time ahead of the predictions.
+# Per symbol, at least this many of the newest tops a prediction may still be joined with (`TopsAsOf` holds up to
+# twice as many, then drops the oldest half at once). Live a prediction lags its trigger by milliseconds; fed a
+# backlog at full speed, decide reads the market topics minutes of event time ahead of the predictions.
 _TOPS_KEPT = 4096
 _TRIGGERS_KEPT = 4096
 
@@ -70,59 +69,6 @@ class PredictStep:
         return [prediction] if prediction else []
 
 
-_TOP_TEXTS = 5  # event_id, bid_price, bid_size, ask_price, ask_size
-
-
-@dataclass
-class _SymbolBook:
-    """Recent book tickers of one symbol in event-time order, for the top as of a past time.
-
-    Kept as columns, not objects: thousands of tops per symbol then pickle as a few buffers (the agent's
-    snapshot blocks its thread while it pickles) and give the garbage collector nothing to walk.
-    """
-
-    venue: str = ""
-    symbol: str = ""
-    times: array[int] = field(default_factory=lambda: array("q"))  # ts_event_ns
-    ints: array[int] = field(default_factory=lambda: array("q"))  # ts_exchange_ns, ts_recv_ns, update_id
-    floats: array[float] = field(default_factory=lambda: array("d"))  # mid, microprice
-    texts: bytearray = field(default_factory=bytearray)  # the venue's text fields, UTF-8, one after another
-    ends: array[int] = field(default_factory=lambda: array("q"))  # where each text field ends in `texts`
-
-    def add(self, top: TopOfBook) -> None:
-        if self.times and top.ts_event_ns < self.times[-1]:
-            return  # out of order: the newer top already stands for this time
-        self.venue, self.symbol = top.venue, top.symbol
-        self.times.append(top.ts_event_ns)
-        self.ints.extend((top.ts_exchange_ns, top.ts_recv_ns, top.update_id))
-        self.floats.extend((top.mid, top.microprice))
-        for text in (top.event_id, top.bid_price, top.bid_size, top.ask_price, top.ask_size):
-            self.texts += text.encode()
-            self.ends.append(len(self.texts))
-        if len(self.times) >= 2 * _TOPS_KEPT:  # trimmed in halves: a column cannot drop its head one at a time
-            self._drop(len(self.times) - _TOPS_KEPT)
-
-    def _drop(self, count: int) -> None:
-        cut = self.ends[_TOP_TEXTS * count - 1]
-        del self.times[:count], self.ints[:3 * count], self.floats[:2 * count], self.texts[:cut]
-        self.ends = array("q", [end - cut for end in self.ends[_TOP_TEXTS * count:]])
-
-    def as_of(self, ts_ns: int) -> TopOfBook | None:
-        """The newest top at or before `ts_ns` (the agent's event-time merge has delivered every earlier one)."""
-        i = bisect.bisect_right(self.times, ts_ns) - 1
-        if i < 0:
-            return None
-        first = _TOP_TEXTS * i
-        bounds = [self.ends[first - 1] if first else 0, *self.ends[first:first + _TOP_TEXTS]]
-        event_id, bid_price, bid_size, ask_price, ask_size = (
-            self.texts[start:end].decode() for start, end in itertools.pairwise(bounds))
-        ts_exchange_ns, ts_recv_ns, update_id = self.ints[3 * i:3 * i + 3]
-        return TopOfBook(venue=self.venue, symbol=self.symbol, event_id=event_id, ts_event_ns=self.times[i],
-                         ts_exchange_ns=ts_exchange_ns, ts_recv_ns=ts_recv_ns, update_id=update_id,
-                         bid_price=bid_price, bid_size=bid_size, ask_price=ask_price, ask_size=ask_size,
-                         mid=self.floats[2 * i], microprice=self.floats[2 * i + 1])
-
-
 @dataclass
 class DecideStep:
     """Predictions, market records and order events of some symbols to order intents and cancel requests."""
@@ -130,7 +76,7 @@ class DecideStep:
     config: StrategyConfig
     account: AccountRisk
     symbols: dict[SymbolKey, SymbolStrategy] = field(default_factory=dict)
-    books: dict[SymbolKey, _SymbolBook] = field(default_factory=dict)
+    books: dict[SymbolKey, TopsAsOf] = field(default_factory=dict)  # recent tops, for the top as of a time
     triggers: dict[str, Liquidation] = field(default_factory=dict)  # recent liquidations by event id
     waiting: dict[str, Prediction] = field(default_factory=dict)  # predictions whose trigger or book is unknown
     silences: dict[SymbolKey, int] = field(default_factory=dict)  # heartbeat at which the dead-man last fired
@@ -196,7 +142,10 @@ class DecideStep:
         if reason is not None and state.orders.exposure().live_orders:
             out.append(_cancel(state, record.ts_event_ns, record.ts_recv_ns, f"risk:{record.event_id}", reason))
         if isinstance(record, TopOfBook):
-            self.books.setdefault(state.key, _SymbolBook()).add(record)
+            book = self.books.get(state.key)
+            if book is None:
+                book = self.books[state.key] = TopsAsOf(_TOPS_KEPT)
+            book.add(record)
         elif isinstance(record, Liquidation):
             self.triggers[record.event_id] = record
             if len(self.triggers) > _TRIGGERS_KEPT:
@@ -217,9 +166,11 @@ class DecideStep:
             if (prediction.venue, prediction.symbol) != (venue, symbol):
                 continue
             trigger = self.triggers.get(event_id)
+            if trigger is None:
+                continue
             book = self.books.get((venue, symbol))
-            top = book.as_of(prediction.ts_event_ns) if book else None
-            if trigger is None or top is None:
+            top = book.as_of(prediction.ts_event_ns) if book else None  # a TopOfBook made: only once it can be used
+            if top is None:
                 continue
             del self.waiting[event_id]
             state = self.symbol(venue, symbol)

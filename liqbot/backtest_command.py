@@ -77,6 +77,15 @@ def add_realism_arguments(parser: argparse.ArgumentParser) -> None:
                              "trades through the price fill), risk_averse, log_prob or power_prob:N")
 
 
+def realism_argv(args: argparse.Namespace) -> list[str]:
+    """The realism flags `args` sets away from their defaults, as a command line: for a paper worker this starts."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_realism_arguments(probe)
+    return [part for dest, default in vars(probe.parse_args([])).items()
+            if (value := getattr(args, dest, default)) not in (None, default)
+            for part in ("--" + dest.replace("_", "-"), str(value))]  # each flag is its dest's name
+
+
 def paper_config(args: argparse.Namespace) -> PaperConfig:
     """The paper venue's realism from the command line (docs/backtest.md, Realism); errors say what to write."""
     from decision.paper import PaperConfig

@@ -153,6 +153,7 @@ def through_agents(args: argparse.Namespace, settings: Settings, feed: Callable[
                    what: str, *, feed_first: bool = False) -> tuple[int, dict[str, object]]:
     """An agents worker and a sink on `settings`' namespace while `feed` fills its market topics (or, with
     `feed_first`, after it has), until nothing moves; the records fed and the summary queried from ClickHouse."""
+    from liqbot.backtest_command import realism_argv
     from streams.history.store import StoreSettings
 
     run = settings.kafka.topic_prefix
@@ -163,19 +164,9 @@ def through_agents(args: argparse.Namespace, settings: Settings, feed: Callable[
     fed = feed(settings) if feed_first else 0
     with SinkProcess(settings, settings.broker.home, *sink_options) as sink, \
             WorkerProcess(settings, work, *(["--models", args.models] if args.models else []),
-                          *_realism(args)) as worker:
+                          *realism_argv(args)) as worker:
         total = _live_path(settings, store, sink, worker, None if feed_first else feed, fed=fed)
         return total, _summary(settings, store, run, what)
-
-
-def _realism(args: argparse.Namespace) -> list[str]:
-    """The paper venue's flags given to this command (`liqbot replay` takes them), for its worker."""
-    flags = {"entry_latency": "--entry-latency", "cancel_latency": "--cancel-latency",
-             "latency_samples": "--latency-samples", "queue_model": "--queue-model"}
-    given = [(flag, getattr(args, name, None)) for name, flag in flags.items()]
-    seed = getattr(args, "latency_seed", 0)
-    return [part for flag, value in [*given, ("--latency-seed", seed or None)] if value is not None
-            for part in (flag, str(value))]
 
 
 def _live_path(settings: Settings, store: StoreSettings, sink: SinkProcess, worker: WorkerProcess,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -103,3 +104,84 @@ def _in_thread(peer: P) -> Iterator[P]:
 def peer_in_thread() -> Callable[[P], AbstractContextManager[P]]:
     """`with peer_in_thread(LoopbackBybit(frames)) as peer:` serves on 127.0.0.1 from a background loop."""
     return _in_thread
+
+
+# Every test leaves SIGINT and SIGTERM as it found them. A disposition left behind reaches every later test's child
+# processes: an ignored or blocked signal is inherited through exec (a Python child started with SIGINT ignored never
+# gets KeyboardInterrupt, and `liqbot lag exporter`'s Ctrl-C test hung so), and a Python handler changes what Ctrl-C
+# does to pytest itself.
+WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+Disposition = tuple[object, bool, bool]  # Python's handler, ignored in the kernel, blocked in the main thread
+_DISPOSITIONS = pytest.StashKey[dict[signal.Signals, Disposition]]()
+
+
+def _kernel_ignored() -> set[int]:
+    """Signals the kernel ignores for this process (SigIgn), also when a library set SIG_IGN outside Python."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:  # not Linux: Python's own view only
+        return set()
+    mask = next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigIgn:"))
+    return {sig for sig in WATCHED_SIGNALS if mask & (1 << (sig - 1))}
+
+
+def signal_dispositions() -> dict[signal.Signals, Disposition]:
+    """SIGINT's and SIGTERM's handler, and whether each is ignored or blocked: what a child started now inherits."""
+    ignored, blocked = _kernel_ignored(), signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return {sig: (signal.getsignal(sig), sig in ignored, sig in blocked) for sig in WATCHED_SIGNALS}
+
+
+def _handler_name(handler: object) -> str:
+    if isinstance(handler, signal.Handlers):
+        return handler.name  # SIG_IGN, SIG_DFL
+    if handler is signal.default_int_handler:
+        return "signal.default_int_handler (KeyboardInterrupt)"
+    if handler is None:
+        return "a handler installed outside Python"
+    name = getattr(handler, "__qualname__", None) or repr(handler)
+    return f"{getattr(handler, '__module__', None) or '?'}.{name}"
+
+
+def _describe(disposition: Disposition) -> str:
+    handler, ignored, blocked = disposition
+    text = f"handler {_handler_name(handler)}"
+    if ignored and handler is not signal.SIG_IGN:
+        text += ", ignored in the kernel (SIG_IGN set outside Python)"
+    return text + (", blocked in the main thread" if blocked else "")
+
+
+def restore_signal_dispositions(before: dict[signal.Signals, Disposition]) -> list[str]:
+    """Put back what changed since `before`; one line per signal left changed, naming what was left behind."""
+    changed = []
+    for sig, now in signal_dispositions().items():
+        if now == before[sig]:
+            continue
+        changed.append(f"{sig.name}: left {_describe(now)}; it was {_describe(before[sig])}")
+        handler, _, blocked = before[sig]
+        if handler is not None:  # re-installing it also undoes a SIG_IGN set outside Python
+            signal.signal(sig, handler)  # type: ignore[arg-type]  # getsignal's object: a handler signal() takes
+        signal.pthread_sigmask(signal.SIG_BLOCK if blocked else signal.SIG_UNBLOCK, [sig])
+    return changed
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    item.stash[_DISPOSITIONS] = signal_dispositions()  # before any fixture this test sets up, of any scope
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """A test (with the fixtures it set up and tore down) that changed SIGINT or SIGTERM fails at its teardown,
+    naming the signal and the handler it left; the disposition is restored, so that later tests run as they would."""
+    try:
+        result = yield
+    finally:
+        before = item.stash.get(_DISPOSITIONS, None)
+        changed = restore_signal_dispositions(before) if before is not None else []
+    if changed:
+        pytest.fail(f"{item.nodeid} left signal dispositions changed (restored now; a child process started later "
+                    f"inherits an ignored or blocked signal): " + "; ".join(changed) +
+                    ". Restore them when the test, its fixture or the code it runs ends "
+                    "(signal.signal(sig, previous), loop.remove_signal_handler(sig)).", pytrace=False)
+    return result

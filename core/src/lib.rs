@@ -19,6 +19,8 @@
 //!
 //! Agents (`merge.rs`, `fold.rs`): the event-time merge of an agent's inputs, and the features agent's whole
 //! consumed batch (freshness, decode, merge, fold) in one call.
+//!
+//! Decisions (`tops.rs`): the decide step's recent tops of book per symbol, for the top as of a past time.
 
 mod avro;
 mod binance;
@@ -34,6 +36,7 @@ mod market;
 mod merge;
 mod pyfloat;
 mod state;
+mod tops;
 mod windows;
 
 use pyo3::exceptions::PyValueError;
@@ -360,6 +363,7 @@ fn liqbot_core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<market::MarketEvent>()?;
     module.add_class::<merge::PyMerge>()?;
     module.add_class::<fold::MarketFold>()?;
+    module.add_class::<tops::PyTops>()?;
     module.add_function(wrap_pyfunction!(binance_hot, module)?)?;
     module.add_function(wrap_pyfunction!(bybit_hot, module)?)
 }

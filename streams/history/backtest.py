@@ -155,11 +155,8 @@ def _normal(name: str, value: Any) -> Any:
 def canonical(record: AvroRecord) -> bytes:
     """A record's content, independent of how a store prints it: decimals as their shortest exact text, floats
     by their exact repr, fields in schema order."""
-    return _content(record.SCHEMA, {name: _normal(name, value) for name, value in record.to_avro().items()})
-
-
-def _content(schema: str, datum: dict[str, Any]) -> bytes:
-    return json.dumps([schema, datum], separators=(",", ":")).encode()
+    datum = {name: _normal(name, value) for name, value in record.to_avro().items()}
+    return json.dumps([record.SCHEMA, datum], separators=(",", ":")).encode()
 
 
 def result_hash(intents: Sequence[OrderIntent], events: Sequence[OrderEvent]) -> str:
@@ -201,14 +198,11 @@ class _Loop:
     states: dict[int, list[Any]] = field(default_factory=dict)
     outputs: Outputs = field(default_factory=Outputs)
     rows: dict[str, int] = field(default_factory=dict)
-    digest: Any = field(default_factory=hashlib.sha256)
 
     def step(self, partition: int, record: AvroRecord) -> None:
         state = self.states.get(partition)
         if state is None:
             state = self.states[partition] = self.chain.new()
-        # `canonical` without its normalising pass: the reader gave every decimal its shortest text already
-        self.digest.update(_content(record.SCHEMA, record.to_avro()) + b"\n")
         table = _TABLE_OF[record.SCHEMA]
         self.rows[table] = self.rows.get(table, 0) + 1
         self.outputs.add(partition, self.chain.handle(state, record), self.starting_equity)
@@ -224,6 +218,7 @@ class History:
 
     sources: list[tuple[Source, list[tuple[int, int, AvroRecord]]]]
     batches: dict[str, int]
+    input_hash: str  # the reader's (`HistoryReader.input_hash`): of the rows as ClickHouse holds them
 
     @property
     def records(self) -> int:
@@ -248,14 +243,17 @@ def replay(client: Client, config: BacktestConfig, served: ServedModel,
     started = time.perf_counter()
     loop = _Loop(_chain(config, served), config.starting_equity)
     reader, sources = _open(client, config, loop.chain.inputs)
-    return _run(loop, config, served, [(s, reader.records(s)) for s in sources], reader.batches, started=started,
-                on_progress=on_progress, progress_every_s=progress_every_s)
+    _run(loop, [(s, reader.records(s)) for s in sources], started=started, on_progress=on_progress,
+         progress_every_s=progress_every_s)
+    return _result(loop, config, served, reader.batches, input_hash=reader.input_hash(),
+                   started=started)
 
 
 def read_history(client: Client, config: BacktestConfig) -> History:
     """Every record `replay` would read for `config.span`, read into memory first (its memory is the range's)."""
     reader, sources = _open(client, config, _chain(config, None).inputs)
-    return History([(s, list(reader.records(s))) for s in sources], dict(reader.batches))
+    read = [(s, list(reader.records(s))) for s in sources]
+    return History(read, dict(reader.batches), reader.input_hash())
 
 
 def replay_history(history: History, config: BacktestConfig, served: ServedModel,
@@ -263,23 +261,28 @@ def replay_history(history: History, config: BacktestConfig, served: ServedModel
     """`replay` from records already in memory (`read_history`): the same steps, order and results, no reads."""
     started = time.perf_counter()
     loop = _Loop(_chain(config, served), config.starting_equity)
-    return _run(loop, config, served, [(s, iter(records)) for s, records in history.sources], history.batches,
-                started=started, on_progress=on_progress, progress_every_s=progress_every_s)
+    _run(loop, [(s, iter(records)) for s, records in history.sources], started=started, on_progress=on_progress,
+         progress_every_s=progress_every_s)
+    return _result(loop, config, served, history.batches, input_hash=history.input_hash,
+                   started=started)
 
 
-def _run(loop: _Loop, config: BacktestConfig, served: ServedModel,
-         sources: list[tuple[Source, Iterator[tuple[int, int, AvroRecord]]]], batches: dict[str, int], *,
-         started: float, on_progress: Callable[[Progress], None] | None, progress_every_s: float) -> Replay:
+def _run(loop: _Loop, sources: list[tuple[Source, Iterator[tuple[int, int, AvroRecord]]]], *, started: float,
+         on_progress: Callable[[Progress], None] | None, progress_every_s: float) -> None:
     total, said = sum(s.rows for s, _ in sources), started
     for n, (partition, ts_ns, record) in enumerate(ordered([_tagged(s, records) for s, records in sources]), 1):
         loop.step(partition, record)
         if on_progress is not None and n % _PROGRESS_EVERY == 0 and time.perf_counter() - said >= progress_every_s:
             said = time.perf_counter()
             on_progress(Progress(n, total, ts_ns, len(loop.outputs.intents), said - started))
+
+
+def _result(loop: _Loop, config: BacktestConfig, served: ServedModel, batches: dict[str, int], *, input_hash: str,
+            started: float) -> Replay:
     venues = loop.venues()
     symbols = [s for venue in venues for s in venue.symbols.values()]
     return Replay(config=config, model_version=served.version, rows=dict(sorted(loop.rows.items())),
-                  batches=dict(sorted(batches.items())), input_hash=loop.digest.hexdigest(),
+                  batches=dict(sorted(batches.items())), input_hash=input_hash,
                   outputs=loop.outputs, realised_pnl=sum(s.realised_pnl for s in symbols),
                   fees=sum(s.fees_paid for s in symbols), funding=sum(s.funding_paid for s in symbols),
                   net_pnl=sum(sum(venue.account.pnl.values()) for venue in venues),

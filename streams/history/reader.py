@@ -6,10 +6,15 @@ its topics ranked by the chain's inputs). Each is read in Kafka offset order, in
 the range. Decimals come back as Decimal(38, 18): they are given to the records as their shortest exact text
 ("65000.1", not the venue's "65000.10", which ClickHouse does not keep), so every figure computed from them is
 the same and texts may lose trailing zeros.
+
+The input hash is ClickHouse's: each row's sipHash128 over its columns, computed by the query, one sha256 per source
+over those in offset order, then one over the sources (`input_hash`). No Python per row, and batch sizes change
+nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +78,7 @@ class HistoryReader:
     batch_rows: int = 100_000
     batches: dict[str, int] = field(default_factory=dict)  # Arrow batches read, by table (bounded memory, tested)
     symbols_found: set[str] = field(default_factory=set)  # of the range's symbols, those `sources` found rows of
+    _digests: dict[tuple[str, int], Any] = field(default_factory=dict)  # (topic, partition) -> sha256 of row hashes
 
     def sources(self) -> list[Source]:
         """Every (topic, partition) with rows in the range: partition-major, topics in their tie-break order."""
@@ -129,14 +135,18 @@ class HistoryReader:
 
     def records(self, source: Source) -> Iterator[tuple[int, int, AvroRecord]]:
         """The source's records in offset order as (event time ns, offset, record), a batch at a time."""
+        digest = self._digests.setdefault((source.spec.name, source.partition), hashlib.sha256())
         for batch in self._batches(source):
+            hashes = batch.column("_row_hash").combine_chunks()
+            digest.update(hashes.buffers()[1].to_pybytes()[hashes.offset * 16:(hashes.offset + len(hashes)) * 16])
             times = batch.column("ts_event_ns").combine_chunks().cast(pa.int64()).to_pylist()
             offsets = batch.column("_offset").to_pylist()
             yield from zip(times, offsets, records_of(batch, source.spec.schema), strict=True)
 
     def _batches(self, source: Source) -> Iterator[pa.Table]:
         names = ", ".join(f"`{c.name}`" for c in columns_for(source.spec.schema))
-        sql = (f"SELECT {names}, _offset FROM {{table:Identifier}} WHERE {_WHERE} AND _partition = {{partition:Int32}} "
+        sql = (f"SELECT {names}, _offset, sipHash128(tuple({names})) AS _row_hash FROM {{table:Identifier}} "
+               f"WHERE {_WHERE} AND _partition = {{partition:Int32}} "
                "AND _offset > {after:Int64} ORDER BY _offset LIMIT {rows:UInt64}")
         after = -1
         while True:
@@ -150,6 +160,13 @@ class HistoryReader:
             if batch.num_rows < self.batch_rows:
                 return
             after = batch.column("_offset")[-1].as_py()
+
+    def input_hash(self) -> str:
+        """sha256 over every source read (topic, partition, the sha256 of its rows' hashes in offset order)."""
+        digest = hashlib.sha256()
+        for (topic, partition), rows in sorted(self._digests.items()):
+            digest.update(f"{topic}:{partition}:{rows.hexdigest()}\n".encode())
+        return digest.hexdigest()
 
     def _params(self, spec: TopicSpec) -> dict[str, Any]:
         span = self.span

@@ -142,6 +142,9 @@ def test_a_worker_obeys_the_kill_switch_within_a_second_and_refuses_intents_unti
     out = collectors(settings, ["orders.intents", "orders.cancels", "predictions"])
     worker = workers(settings, "kill", "--models", str(SCENARIO_REGISTRY))
     out.wait(lambda: out.count("orders.intents") > 0, 120, "an intent before the kill", worker)
+    # every record of the first scenario read (a quiet spell alone may be a loaded host's stall), then its outputs
+    _wait(lambda: (worker.status().get("counts") or {}).get("consumed", 0) >= len(first.records), 120,
+          "the first scenario read", worker)
     out.settle(["orders.intents", "predictions"], quiet_s=3)
     intents_before = out.count("orders.intents")
 

@@ -69,7 +69,7 @@ def test_decide_state_restored_from_a_snapshot_holds_the_same_books() -> None:
         if isinstance(record, TopOfBook):
             sent.setdefault((record.venue, record.symbol), []).append(record)
     for key, book in restored.books.items():
-        kept = sent[key][-len(book.times):]
+        kept = sent[key][-len(book):]
         newest = {top.ts_event_ns: top for top in kept}  # tops that share a time: the last one stands
         assert all(book.as_of(ts) == top for ts, top in newest.items())
         assert book.as_of(kept[0].ts_event_ns - 1) is None
@@ -83,7 +83,7 @@ def test_a_symbol_keeps_at_least_its_newest_tops_and_trims_the_rest_in_bulk() ->
     sizes = []
     for top in tops:
         decide.on_record(top)
-        sizes.append(len(decide.books[(top.venue, top.symbol)].times))
+        sizes.append(len(decide.books[(top.venue, top.symbol)]))
     assert min(sizes[_TOPS_KEPT:]) == _TOPS_KEPT and max(sizes) == 2 * _TOPS_KEPT - 1
     book = decide.books[(tops[0].venue, tops[0].symbol)]
     assert book.as_of(tops[-1].ts_event_ns) == tops[-1]

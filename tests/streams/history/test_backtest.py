@@ -212,6 +212,27 @@ def test_a_history_read_into_memory_first_replays_to_the_same_run(client: Client
     assert [canonical(e) for _, e in again.outputs.events] == [canonical(e) for _, e in wick_run.outputs.events]
 
 
+def test_the_input_hash_changes_with_one_stored_value_and_comes_back_with_it(client: Client,
+                                                                           real_run: Replay) -> None:
+    """The hash is of the rows as stored: one trade's size changed in ClickHouse changes it, restored restores it;
+    a range without one symbol hashes otherwise."""
+    first = "SELECT min(_offset) FROM trades WHERE _topic = 'real.market.trades' AND symbol = 'BTCUSDT'"
+    (offset,), = client.query(first).result_rows
+    where = f"_topic = 'real.market.trades' AND symbol = 'BTCUSDT' AND _offset = {offset}"
+    config = BacktestConfig(span=REAL)
+    assert read_history(client, config).input_hash == real_run.input_hash
+    client.command(f"ALTER TABLE trades UPDATE size = size + 1 WHERE {where} SETTINGS mutations_sync = 2")
+    try:
+        changed = read_history(client, config).input_hash
+    finally:
+        client.command(f"ALTER TABLE trades UPDATE size = size - 1 WHERE {where} SETTINGS mutations_sync = 2")
+    assert changed != real_run.input_hash
+    assert read_history(client, config).input_hash == real_run.input_hash
+    fewer = BacktestConfig(span=HistoryRange(namespace=REAL.namespace, from_ns=REAL.from_ns, to_ns=REAL.to_ns,
+                                             symbols=REAL.symbols[1:]))
+    assert read_history(client, fewer).input_hash not in (real_run.input_hash, changed)
+
+
 def test_progress_is_reported_with_counts_and_event_time(client: Client) -> None:
     seen: list[Progress] = []
     replay(client, BacktestConfig(span=SCENARIO), _scenario_model(), on_progress=seen.append, progress_every_s=0)

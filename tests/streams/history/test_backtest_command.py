@@ -3,6 +3,7 @@ what to do next. The wick scenario is SYNTHETIC (training/scenario.py) and so is
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from decision.latency import LognormalLatency, RecordedLatency
 from decision.paper import PaperConfig
 from decision.queue import QueueModel
 from deploy.kafka.broker import free_port
+from liqbot.backtest_command import add_realism_arguments, realism_argv
 from streams.history.backtest import BacktestConfig
 from streams.history.query import endpoint_file
 from streams.history.reader import HistoryRange
@@ -134,3 +136,19 @@ def test_bad_recorded_latencies_say_where(landed_history: LandedHistory, tmp_pat
     assert done.returncode == 2, done.stderr
     assert f"error: --latency-samples: {samples}:2: '4,5' is not a number of ms (write one latency in ms a line)" \
         in done.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    (),
+    ("--entry-latency", "lognormal:4:0.5", "--cancel-latency", "3", "--latency-seed", "5", "--queue-model", "log_prob"),
+    ("--latency-samples", "/tmp/acks.txt", "--queue-model", "power_prob:2"),
+])
+def test_the_realism_flags_given_to_a_worker_parse_back_to_the_same_settings(argv: tuple[str, ...]) -> None:
+    """`liqbot replay` hands its realism flags to its paper worker as `realism_argv` writes them: every flag
+    survives, and defaults are left off."""
+    parser = argparse.ArgumentParser()
+    add_realism_arguments(parser)
+    given = parser.parse_args(argv)
+    forwarded = realism_argv(given)
+    assert parser.parse_args(forwarded) == given
+    assert sorted(forwarded[::2]) == sorted(argv[::2])
