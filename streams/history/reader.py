@@ -137,8 +137,9 @@ class HistoryReader:
         """The source's records in offset order as (event time ns, offset, record), a batch at a time."""
         digest = self._digests.setdefault((source.spec.name, source.partition), hashlib.sha256())
         for batch in self._batches(source):
-            hashes = batch.column("_row_hash").combine_chunks()
-            digest.update(hashes.buffers()[1].to_pybytes()[hashes.offset * 16:(hashes.offset + len(hashes)) * 16])
+            hashes = batch.column("_row_hash").combine_chunks()  # FixedString(16): one buffer of the rows' hashes
+            width = hashes.type.byte_width
+            digest.update(hashes.buffers()[1][hashes.offset * width:(hashes.offset + len(hashes)) * width])
             times = batch.column("ts_event_ns").combine_chunks().cast(pa.int64()).to_pylist()
             offsets = batch.column("_offset").to_pylist()
             yield from zip(times, offsets, records_of(batch, source.spec.schema), strict=True)
