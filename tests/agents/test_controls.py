@@ -167,7 +167,7 @@ def test_a_worker_obeys_the_kill_switch_within_a_second_and_refuses_intents_unti
 
     # more liquidations while killed: predictions, and every decision refused by the kill switch
     second = generate(WickScenario(seed=6, symbols=("DIPUSDT",), duration_s=700, bursts=3))
-    feed(settings, list(second.records))
+    feed(settings, list(second.records), paced_s=0.5)  # the worker reads while it is written, as from ingest
     out.wait(lambda: any(p.symbol == "DIPUSDT" for p in out.by_topic.get("predictions", {}).values()), 60,
              "the second scenario's predictions", worker)
     out.settle(["predictions", "orders.intents"], quiet_s=3)

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -71,11 +71,22 @@ def event_time_order(records: list[Any]) -> list[Any]:
     return merge.release(lambda _: True)
 
 
-def feed(settings: Settings, records: list[AvroRecord]) -> None:
+def feed(settings: Settings, records: list[AvroRecord], *, paced_s: float | None = None) -> None:
+    """Produce `records`; with `paced_s`, as ingest writes them to a running worker: each `paced_s` of event time
+    on the broker before the next (a burst lets a fetch find one topic's batch ahead of another's by far more
+    than the features' lateness, and the merge's idle rule then skips the one behind as late)."""
     clients = Clients.connect(settings)
     clients.topics.ensure(clients.admin())
     names = {spec.schema: clients.topics.name(spec) for spec in clients.topics.specs}
+    due_ns = None
     for record in records:
+        if paced_s is not None:
+            at: int = cast(Any, record).ts_event_ns  # every market record has one
+            if due_ns is not None and at >= due_ns:
+                clients.producer.drain()
+                due_ns = None
+            if due_ns is None:
+                due_ns = at + int(paced_s * 1e9)
         clients.producer.send(names[record.SCHEMA], record, record.kafka_key())
     clients.producer.drain()
 
