@@ -171,6 +171,7 @@ def test_a_worker_obeys_the_kill_switch_within_a_second_and_refuses_intents_unti
     out.wait(lambda: any(p.symbol == "DIPUSDT" for p in out.by_topic.get("predictions", {}).values()), 60,
              "the second scenario's predictions", worker)
     out.settle(["predictions", "orders.intents"], quiet_s=3)
+    assert worker.status()["steps"]["features"].get("late:liqbot.Liquidation", 0) == 0  # the pacing held
     assert out.count("orders.intents") == intents_before
     assert not [i for i in out.by_topic["orders.intents"].values() if isinstance(i, OrderIntent)
                 and i.symbol == "DIPUSDT"]
