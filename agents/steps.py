@@ -78,9 +78,10 @@ def decide_step(config: StrategyConfig, starting_equity: float, on_decision: Dec
     def factory() -> DecideStep:
         return DecideStep(config, AccountRisk(starting_equity))
 
-    # "2": the books are the core's `TopsAsOf` (snapshots of "1" pickled a Python class this code no longer has)
+    # "3": each symbol's risk state is the core's `SymbolRisk` ("2": the books became the core's `TopsAsOf`; older
+    # snapshots pickled Python classes this code no longer has)
     return _step("decide", DECIDE_INPUTS, ("orders.intents", "orders.cancels"), handle, factory=factory,
-                 version="decide:2", topic=topic)
+                 version="decide:3", topic=topic)
 
 
 def execute_step(starting_equity: float, config: PaperConfig | None = None,

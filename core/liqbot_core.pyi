@@ -1,4 +1,4 @@
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, Literal, Protocol, TypeVar, final
 
 from schemas.records import TopOfBook
@@ -183,6 +183,50 @@ class TopsAsOf:
         """ValueError for bytes `__getstate__` did not write."""
 
 _T = TypeVar("_T")
+
+@final
+class Ordered(Generic[_T]):
+    """Complete sources, each an iterable of (ts_ns, offset, item) in offset order, merged lazily (`merge.rs`; the
+    rule: `streams.merge.ordered`) as (source rank, ts_ns, item)."""
+
+    def __init__(self, sources: Iterable[Iterable[tuple[int, int, _T]]]) -> None: ...
+    def __iter__(self) -> Ordered[_T]: ...
+    def __next__(self) -> tuple[int, int, _T]: ...
+
+@final
+class SymbolRisk:
+    """The per-symbol risk state the decide step folds every market record into (`risk.rs`; the rule:
+    `tests/oracle/risk.py`): the heartbeat for the dead-man switch, the liquidation-spike circuit breaker, the
+    pause after an abnormal loss. `limits` are a `decision.risk.RiskLimits` (frozen: read once per object)."""
+
+    def __init__(self, window_ns: int) -> None:
+        """A fresh state whose liquidation-spike window is `window_ns` long."""
+    @staticmethod
+    def for_limits(limits: Any) -> SymbolRisk: ...
+    def observe(self, record: Any, limits: Any) -> str | None:
+        """Fold any record of the symbol (its `ts_event_ns`; a `Liquidation`'s notional too); returns a cancel-all
+        reason when a rule has just tripped."""
+    def heartbeat_lost(self, now_ns: int, limits: Any) -> str | None:
+        """When nothing arrived for longer than the timeout: start the cool-down and say why (dead-man switch)."""
+    def on_outcome(self, outcome: Any, limits: Any) -> str | None:
+        """A closed order that lost abnormally much (a `decision.ledger.Outcome`) pauses the symbol; returns why."""
+    @property
+    def heartbeat_ns(self) -> int | None: ...
+    @property
+    def heartbeat_lost_until_ns(self) -> int: ...
+    @property
+    def paused_until_ns(self) -> int: ...
+    @property
+    def pause_reason(self) -> str | None: ...
+    @property
+    def spike_notional(self) -> float:
+        """The liquidation notional within the spike window as of the heartbeat."""
+    @property
+    def counts(self) -> dict[str, int]:
+        """How often each rule tripped, in first-seen order (a copy)."""
+    def __getstate__(self) -> bytes: ...
+    def __setstate__(self, state: bytes) -> None:
+        """ValueError for bytes `__getstate__` did not write."""
 
 @final
 class EventTimeMerge(Generic[_T]):

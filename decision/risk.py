@@ -6,8 +6,9 @@ drawdown halt, heartbeat, circuit breaker) are about the account or the symbol a
 resting order must go too (`cancel_all_reason`); order checks are about one proposed order.
 
 State: `AccountRisk` is account-wide (equity, drawdown, exposure of every symbol, kill switch); `SymbolRisk` is
-per (venue, symbol) (heartbeat, circuit breaker). Times are event times in ns; a live timer may pass its clock as
-`now_ns` to `SymbolRisk.heartbeat_lost` (exchange and local clocks agree to far less than the timeout).
+per (venue, symbol) (heartbeat, circuit breaker), compiled (`core/src/risk.rs`: every market record is folded into
+it). Times are event times in ns; a live timer may pass its clock as `now_ns` to `SymbolRisk.heartbeat_lost`
+(exchange and local clocks agree to far less than the timeout).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from liqbot_core import SymbolRisk
+
 from decision.features import MarketRecord
-from decision.ledger import Exposure, Outcome
-from decision.windows import WindowSums
-from schemas.records import FundingRate, Instrument, Liquidation, OpenInterest, Position, Side
+from decision.ledger import Exposure
+from schemas.records import FundingRate, Instrument, OpenInterest, Position, Side
 
 __all__ = [
     "AccountRisk", "Proposal", "Refusal", "RiskLimits", "SymbolKey", "SymbolRisk", "TimedRecord", "cancel_all_reason",
@@ -128,59 +130,6 @@ class AccountRisk:
     def clear_halt(self) -> None:
         """An operator resumes trading after a drawdown halt; the peak restarts from today's equity."""
         self.halted, self.peak_equity = None, self.equity()
-
-
-@dataclass
-class SymbolRisk:
-    """Per-symbol state: the heartbeat (newest record time) and the circuit breaker."""
-
-    liquidations: WindowSums  # liquidation notional over the spike window
-    heartbeat_ns: int | None = None
-    heartbeat_lost_until_ns: int = -1
-    paused_until_ns: int = -1
-    pause_reason: str | None = None
-    counts: Counter[str] = field(default_factory=Counter)
-
-    @classmethod
-    def for_limits(cls, limits: RiskLimits) -> SymbolRisk:
-        return cls(WindowSums(limits.breaker_spike_window_ms * _NS_PER_MS, 1))
-
-    def observe(self, record: TimedRecord, limits: RiskLimits) -> str | None:
-        """Fold any record of the symbol; returns a cancel-all reason when a rule has just tripped."""
-        ts_ns = record.ts_event_ns
-        reasons = [self.heartbeat_lost(ts_ns, limits)]
-        self.heartbeat_ns = ts_ns if self.heartbeat_ns is None else max(ts_ns, self.heartbeat_ns)
-        self.liquidations.expire(self.heartbeat_ns)
-        if isinstance(record, Liquidation):  # a late one counts at the newest time, as in the features
-            self.liquidations.add(self.heartbeat_ns, (float(record.bankruptcy_price) * float(record.size),))
-            spike, threshold = self.liquidations.sums[0], limits.spike_notional(record.symbol)
-            if spike >= threshold:
-                reasons.append(self._pause(ts_ns, limits, f"liquidation spike: {spike:,.0f} within "
-                                           f"{limits.breaker_spike_window_ms} ms (limit {threshold:,.0f})"))
-        found = [r for r in reasons if r is not None]
-        return "; ".join(found) if found else None
-
-    def heartbeat_lost(self, now_ns: int, limits: RiskLimits) -> str | None:
-        """When nothing arrived for longer than the timeout: start the cool-down and say why (dead-man switch)."""
-        if self.heartbeat_ns is None or now_ns - self.heartbeat_ns <= limits.heartbeat_timeout_ms * _NS_PER_MS:
-            return None
-        self.heartbeat_lost_until_ns = max(self.heartbeat_lost_until_ns, now_ns + limits.heartbeat_cooldown_ms
-                                           * _NS_PER_MS)
-        self.counts["heartbeat_lost"] += 1
-        return f"heartbeat lost: no record for {(now_ns - self.heartbeat_ns) // _NS_PER_MS} ms"
-
-    def on_outcome(self, outcome: Outcome, limits: RiskLimits) -> str | None:
-        """A closed order that lost abnormally much pauses the symbol; returns the reason when it did."""
-        if outcome.net_return is None or outcome.net_return > -limits.breaker_loss_return:
-            return None
-        return self._pause(outcome.ts_event_ns, limits, f"abnormal loss: {outcome.net_return:.2%} on "
-                                                       f"{outcome.intent.client_order_id}")
-
-    def _pause(self, ts_ns: int, limits: RiskLimits, reason: str) -> str:
-        self.paused_until_ns = max(self.paused_until_ns, ts_ns + limits.breaker_pause_ms * _NS_PER_MS)
-        self.pause_reason = reason
-        self.counts["circuit_breaker"] += 1
-        return f"circuit breaker: {reason}"
 
 
 # -- gates: the account or the symbol may not trade now -------------------------------------------------------

@@ -20,7 +20,8 @@
 //! Agents (`merge.rs`, `fold.rs`): the event-time merge of an agent's inputs, and the features agent's whole
 //! consumed batch (freshness, decode, merge, fold) in one call.
 //!
-//! Decisions (`tops.rs`): the decide step's recent tops of book per symbol, for the top as of a past time.
+//! Decisions (`tops.rs`, `risk.rs`): the decide step's recent tops of book per symbol, for the top as of a past
+//! time, and its per-symbol risk state (heartbeat, circuit breaker) that every market record is folded into.
 
 mod avro;
 mod binance;
@@ -35,6 +36,7 @@ mod json;
 mod market;
 mod merge;
 mod pyfloat;
+mod risk;
 mod state;
 mod tops;
 mod windows;
@@ -362,8 +364,10 @@ fn liqbot_core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<market::MarketDecoder>()?;
     module.add_class::<market::MarketEvent>()?;
     module.add_class::<merge::PyMerge>()?;
+    module.add_class::<merge::PyOrdered>()?;
     module.add_class::<fold::MarketFold>()?;
     module.add_class::<tops::PyTops>()?;
+    module.add_class::<risk::PySymbolRisk>()?;
     module.add_function(wrap_pyfunction!(binance_hot, module)?)?;
     module.add_function(wrap_pyfunction!(bybit_hot, module)?)
 }

@@ -10,7 +10,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple};
 
 use crate::market::MarketEvent;
 
@@ -263,5 +263,59 @@ impl PyMerge {
     #[classmethod]
     fn __class_getitem__(cls: &Bound<'_, pyo3::types::PyType>, _item: &Bound<'_, PyAny>) -> Py<PyAny> {
         cls.clone().into_any().unbind() // EventTimeMerge[T] in annotations
+    }
+}
+
+/// `streams.merge.ordered`: complete sources, each an iterable of (ts_ns, offset, item) in offset order, merged
+/// lazily in the order the merge releases them once every source is read to its end: (time held to its source's
+/// newest, source rank, offset). One item per source waits here, so history streams through.
+#[pyclass(module = "liqbot_core", name = "Ordered")]
+pub struct PyOrdered {
+    sources: Vec<Py<PyIterator>>,
+    heads: Vec<Option<(i64, Py<PyAny>)>>, // each source's next item and its own time
+    newest: Vec<i64>,                     // each source's newest time so far (-1 before any)
+    keys: BinaryHeap<Reverse<(i64, usize, i64)>>,
+    pending: Option<usize>, // the source whose item went out last: read on only when the next is asked for
+}
+
+impl PyOrdered {
+    fn pull(&mut self, py: Python<'_>, rank: usize) -> PyResult<()> {
+        let Some(next) = self.sources[rank].bind(py).clone().next() else { return Ok(()) };
+        let (ts_ns, offset, item): (i64, i64, Py<PyAny>) = next?.extract()?;
+        self.newest[rank] = self.newest[rank].max(ts_ns); // an item earlier than its source's newest waits behind it
+        self.keys.push(Reverse((self.newest[rank], rank, offset)));
+        self.heads[rank] = Some((ts_ns, item));
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyOrdered {
+    #[new]
+    fn new(py: Python<'_>, sources: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let sources: Vec<Py<PyIterator>> =
+            sources.try_iter()?.map(|s| Ok(s?.try_iter()?.unbind())).collect::<PyResult<_>>()?;
+        let n = sources.len();
+        let mut ordered = PyOrdered { sources, heads: (0..n).map(|_| None).collect(), newest: vec![-1; n],
+                                      keys: BinaryHeap::with_capacity(n), pending: None };
+        for rank in 0..n {
+            ordered.pull(py, rank)?;
+        }
+        Ok(ordered)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// (source rank, the item's own ts_ns, item).
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<(usize, i64, Py<PyAny>)>> {
+        if let Some(rank) = self.pending.take() {
+            self.pull(py, rank)?;
+        }
+        let Some(Reverse((_, rank, _))) = self.keys.pop() else { return Ok(None) };
+        let (ts_ns, item) = self.heads[rank].take().expect("a waiting item per key");
+        self.pending = Some(rank);
+        Ok(Some((rank, ts_ns, item)))
     }
 }

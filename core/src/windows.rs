@@ -30,6 +30,10 @@ impl Sums {
         }
     }
 
+    pub fn window_ns(&self) -> i64 {
+        self.window_ns
+    }
+
     /// Drop the points at or before now - window.
     pub fn expire(&mut self, now_ns: i64) {
         let horizon = now_ns.saturating_sub(self.window_ns);

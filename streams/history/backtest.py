@@ -183,12 +183,6 @@ def _no_scorer() -> NoReturn:
     raise AssertionError("a chain built to name its inputs was run")
 
 
-def _tagged(source: Source, records: Iterator[tuple[int, int, AvroRecord]]
-            ) -> Iterator[tuple[int, int, tuple[int, int, AvroRecord]]]:
-    for ts_ns, offset, record in records:
-        yield ts_ns, offset, (source.partition, ts_ns, record)
-
-
 @dataclass
 class _Loop:
     """The replay's state: one chain state per partition, what it made, and the input's count and hash."""
@@ -270,8 +264,9 @@ def replay_history(history: History, config: BacktestConfig, served: ServedModel
 def _run(loop: _Loop, sources: list[tuple[Source, Iterator[tuple[int, int, AvroRecord]]]], *, started: float,
          on_progress: Callable[[Progress], None] | None, progress_every_s: float) -> None:
     total, said = sum(s.rows for s, _ in sources), started
-    for n, (partition, ts_ns, record) in enumerate(ordered([_tagged(s, records) for s, records in sources]), 1):
-        loop.step(partition, record)
+    partitions = [s.partition for s, _ in sources]
+    for n, (rank, ts_ns, record) in enumerate(ordered([records for _, records in sources]), 1):
+        loop.step(partitions[rank], record)
         if on_progress is not None and n % _PROGRESS_EVERY == 0 and time.perf_counter() - said >= progress_every_s:
             said = time.perf_counter()
             on_progress(Progress(n, total, ts_ns, len(loop.outputs.intents), said - started))

@@ -65,7 +65,7 @@ def expected_vectors(records: list[MarketRecord]) -> list[FeatureVector]:
             rows = [r for r in records if TOPIC_OF[r.SCHEMA] == topic and partition_of(r, PARTITIONS) == partition]
             sources.append([(r.ts_event_ns, i, r) for i, r in enumerate(rows)])
         engine = FeatureEngine()
-        out += [v for r in ordered(sources) if (v := engine.update(r)) is not None]
+        out += [v for _, _, r in ordered(sources) if (v := engine.update(r)) is not None]
     return out
 
 

@@ -8,7 +8,7 @@ import pickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from decision.windows import _COMPACT_AT, WindowSums
+from tests.oracle.windows import _COMPACT_AT, WindowSums
 
 steps = st.lists(st.tuples(st.integers(0, 50), st.integers(-1000, 1000)), min_size=1, max_size=3000)
 

@@ -105,7 +105,10 @@ def test_the_replay_order_of_complete_sources_is_the_merge_read_to_its_end(pushe
     for offset, (source, ts_ns) in enumerate(pushes):
         merge.push(source, ts_ns, offset, f"{source}{ts_ns}@{offset}")
         streams[source].append((ts_ns, offset, f"{source}{ts_ns}@{offset}"))
-    assert list(ordered([streams[s] for s in "abc"])) == merge.release(lambda s: True)
+    merged = list(ordered([streams[s] for s in "abc"]))
+    assert [item for _, _, item in merged] == merge.release(lambda s: True)
+    assert [(rank, ts_ns) for rank, ts_ns, item in merged] == [("abc".index(item[0]), int(item[1:].split("@")[0]))
+                                                               for _, _, item in merged]
 
 
 
