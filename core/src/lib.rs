@@ -275,10 +275,13 @@ pub(crate) fn text<'a>(value: &'a Bound<'_, PyAny>) -> Option<&'a str> {
 
 /// A side's `BookLevel`s: price and size are decimal text.
 pub(crate) fn levels(record: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<Level>> {
+    let py = record.py();
+    let names = (intern!(py, "price"), intern!(py, "size")); // made once: a book update has dozens of levels
     let mut out = Vec::new();
     for item in attr(record, field)?.try_iter().map_err(|_| bad(field, "not a sequence of levels"))? {
         let item = item?;
-        let (price, size) = (attr(&item, "price")?, attr(&item, "size")?);
+        let price = item.getattr(names.0).map_err(|_| bad("price", "missing"))?;
+        let size = item.getattr(names.1).map_err(|_| bad("size", "missing"))?;
         let level = match (text(&price), text(&size)) {
             (Some(p), Some(s)) => Level::new(p, s),
             _ => None,
