@@ -11,7 +11,6 @@ always hold the same offsets and a restart folds the same records into all of th
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -125,9 +124,8 @@ class Chain:
     def handle(self, states: list[Any], record: AvroRecord) -> list[AvroRecord]:
         """Every record the chain makes from `record`, each also handed to the members that read its topic."""
         out: list[AvroRecord] = []
-        queue = deque((record,))
-        while queue:
-            given = queue.popleft()
+        given, handed = record, 0  # breadth first: `out` is the queue too, each record handed on in turn
+        while True:
             topic = self.topic_of(given)
             for i in self._readers.get(topic, ()):
                 step, state = self.steps[i], states[i]
@@ -136,11 +134,12 @@ class Chain:
                 if made:
                     self._count(step, made)
                     out.extend(made)
-                    queue.extend(made)
             if len(out) > _MAX_CAUSED:
                 raise LiqbotError(f"chain {self.name}: {record.SCHEMA} {getattr(record, 'event_id', '')} caused "
                                   f"over {_MAX_CAUSED} records; its members feed each other without end")
-        return out
+            if handed == len(out):
+                return out
+            given, handed = out[handed], handed + 1
 
     def engine(self, states: list[Any]) -> Any:
         """The compiled member's engine in one slot's states (`compiled`)."""

@@ -150,7 +150,7 @@ class DecideStep:
             self.triggers[record.event_id] = record
             if len(self.triggers) > _TRIGGERS_KEPT:
                 del self.triggers[next(iter(self.triggers))]
-        return out + self._ready(record.venue, record.symbol, on_decision)
+        return out + self._ready(record.venue, record.symbol, on_decision) if self.waiting else out
 
     def _position(self, position: Position) -> list[OrderIntent | OrderCancel]:
         halted = self.account.on_position(position, self.config.risk)
