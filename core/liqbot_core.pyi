@@ -219,7 +219,7 @@ class SymbolRisk:
     @property
     def pause_reason(self) -> str | None: ...
     @property
-    def spike_notional(self) -> float:
+    def window_notional(self) -> float:
         """The liquidation notional within the spike window as of the heartbeat."""
     @property
     def counts(self) -> dict[str, int]:

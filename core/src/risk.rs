@@ -215,7 +215,7 @@ impl PySymbolRisk {
 
     /// The liquidation notional within the spike window as of the heartbeat.
     #[getter]
-    fn spike_notional(&self) -> f64 {
+    fn window_notional(&self) -> f64 {
         self.risk.liquidations.sums[0]
     }
 

@@ -83,9 +83,8 @@ def feed(settings: Settings, records: list[AvroRecord], *, paced_s: float | None
         if paced_s is not None:
             at: int = cast(Any, record).ts_event_ns  # every market record has one
             if due_ns is not None and at >= due_ns:
-                clients.producer.drain()
-                due_ns = None
-            if due_ns is None:
+                clients.producer.drain()  # the slice before `at` is on the broker
+            if due_ns is None or at >= due_ns:
                 due_ns = at + int(paced_s * 1e9)
         clients.producer.send(names[record.SCHEMA], record, record.kafka_key())
     clients.producer.drain()

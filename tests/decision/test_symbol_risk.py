@@ -41,7 +41,7 @@ def bits(value: float) -> bytes:
 
 def state(risk: SymbolRisk | Oracle) -> tuple[Any, ...]:
     """Everything the rules read of the state; the spike sum by its bits (a NaN equals a NaN, -0.0 is not 0.0)."""
-    spike = risk.spike_notional if isinstance(risk, SymbolRisk) else risk.liquidations.sums[0]
+    spike = risk.window_notional if isinstance(risk, SymbolRisk) else risk.liquidations.sums[0]
     return (risk.heartbeat_ns, risk.heartbeat_lost_until_ns, risk.paused_until_ns, risk.pause_reason,
             dict(risk.counts), bits(spike))
 
