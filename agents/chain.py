@@ -73,14 +73,15 @@ class Chain:
 
     steps: list[Step[Any]]
     topic_of: Callable[[AvroRecord], str] = field(repr=False)  # the topic that carries a record's schema
-    # topic -> the members that read it, in member order (a chain's members are given once, when it is made)
-    _readers: dict[str, list[int]] = field(init=False, repr=False)
+    # topic -> the members that read it (index, step), in member order (members are given once, when it is made)
+    _readers: dict[str, tuple[tuple[int, Step[Any]], ...]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._readers = {}
+        readers: dict[str, list[tuple[int, Step[Any]]]] = {}
         for i, step in enumerate(self.steps):
             for topic in step.inputs:
-                self._readers.setdefault(topic, []).append(i)
+                readers.setdefault(topic, []).append((i, step))
+        self._readers = {topic: tuple(members) for topic, members in readers.items()}
 
     @property
     def name(self) -> str:
@@ -127,10 +128,9 @@ class Chain:
         given, handed = record, 0  # breadth first: `out` is the queue too, each record handed on in turn
         while True:
             topic = self.topic_of(given)
-            for i in self._readers.get(topic, ()):
-                step, state = self.steps[i], states[i]
+            for i, step in self._readers.get(topic, ()):
                 fed = step.fed[topic] = step.fed[topic] + 1
-                made = step.handle(state, given) if fed & _UNTIMED else _timed(step, state, given)
+                made = step.handle(states[i], given) if fed & _UNTIMED else _timed(step, states[i], given)
                 if made:
                     self._count(step, made)
                     out.extend(made)

@@ -33,7 +33,7 @@ DECIDE_INPUTS = ("predictions", "market.liquidations", "market.top_of_book", "ma
                  "positions")
 EXECUTE_INPUTS = ("orders.intents", "orders.cancels", "market.trades", "market.top_of_book", "market.tickers",
                   "market.funding")
-_MARKET = Liquidation | Trade | TopOfBook | BookUpdate | Ticker | MarketEvent
+_MARKET = frozenset({Liquidation, Trade, TopOfBook, BookUpdate, Ticker, MarketEvent})  # records are final classes
 
 
 def _as_is(name: str) -> str:
@@ -46,8 +46,8 @@ def features_step(spec: FeatureSpec | None = None, topic: Topic = _as_is) -> Ste
     spec_engine = FeatureEngine(spec)
 
     def handle(engine: FeatureEngine, record: AvroRecord | MarketEvent) -> Sequence[AvroRecord]:
-        if isinstance(record, _MARKET):
-            vector = engine.update(record)
+        if type(record) in _MARKET:
+            vector = engine.update(record)  # type: ignore[arg-type]  # narrowed by its type
             return [vector] if vector is not None else []
         return []
 
@@ -72,9 +72,10 @@ def predict_step(step: PredictStep, topic: Topic = _as_is) -> Step[None]:
 def decide_step(config: StrategyConfig, starting_equity: float, on_decision: DecisionHook | None = None,
                 topic: Topic = _as_is) -> Step[DecideStep]:
     """Predictions, the market and the venue's order events to intents and cancels; one risk account per state."""
-    def handle(step: DecideStep, record: AvroRecord) -> Sequence[AvroRecord]:
+    def hooked(step: DecideStep, record: AvroRecord) -> Sequence[AvroRecord]:
         return step.on_record(record, on_decision)
 
+    handle: Handler[DecideStep] = DecideStep.on_record if on_decision is None else hooked  # one frame fewer unhooked
     def factory() -> DecideStep:
         return DecideStep(config, AccountRisk(starting_equity))
 
@@ -91,14 +92,11 @@ def execute_step(starting_equity: float, config: PaperConfig | None = None,
     paper = config or PaperConfig()
     inputs = EXECUTE_INPUTS if not paper.queue.on else (*EXECUTE_INPUTS[:3], "market.book", *EXECUTE_INPUTS[3:])
 
-    def handle(step: ExecuteStep, record: AvroRecord) -> Sequence[AvroRecord]:
-        return step.on_record(record)
-
     def factory() -> ExecuteStep:
         return ExecuteStep(PaperVenue(paper, PaperAccount(starting_equity)))
 
     # "2": the venue's state holds what is in flight and its book (snapshots of "1" lack them)
-    return _step("execute", inputs, ("orders.events", "positions"), handle, factory=factory,
+    return _step("execute", inputs, ("orders.events", "positions"), ExecuteStep.on_record, factory=factory,
                  version="execute:2", topic=topic)
 
 

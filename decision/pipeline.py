@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 # backlog at full speed, decide reads the market topics minutes of event time ahead of the predictions.
 _TOPS_KEPT = 4096
 _TRIGGERS_KEPT = 4096
+_DECIDE_MARKET = frozenset({Liquidation, TopOfBook, Trade, Instrument, Ticker})  # market records decide folds in
+_EXECUTE_MARKET = frozenset({Trade, TopOfBook, BookUpdate, Ticker, FundingRate})  # and those the venue does
 
 
 DecisionHook = Callable[[Decision, Liquidation], None]  # each decision and its trigger, as it is made (metrics)
@@ -91,6 +93,9 @@ class DecideStep:
 
     def on_record(self, record: object, on_decision: DecisionHook | None = None) -> list[OrderIntent | OrderCancel]:
         """Fold one record; returns the intents and cancel requests it caused (each decision also to `on_decision`)."""
+        kind = type(record)  # records are final classes: one set lookup, not a chain of isinstance on unions
+        if kind in _DECIDE_MARKET:
+            return self._market(record, on_decision)  # type: ignore[arg-type]  # narrowed by its type, above
         if isinstance(record, Prediction):
             self.waiting[record.event_id] = record
             return self._ready(record.venue, record.symbol, on_decision)
@@ -99,8 +104,6 @@ class DecideStep:
             return []
         if isinstance(record, Position):
             return self._position(record)
-        if isinstance(record, Liquidation | TopOfBook | Trade | Instrument | Ticker):
-            return self._market(record, on_decision)
         self.counts["ignored"] += 1
         return []
 
@@ -136,7 +139,9 @@ class DecideStep:
 
     def _market(self, record: Liquidation | TopOfBook | Trade | Instrument | Ticker,
                 on_decision: DecisionHook | None) -> list[OrderIntent | OrderCancel]:
-        state = self.symbol(record.venue, record.symbol)
+        state = self.symbols.get((record.venue, record.symbol))
+        if state is None:
+            state = self.symbol(record.venue, record.symbol)
         out: list[OrderIntent | OrderCancel] = []
         reason = state.on_record(record, self.config.risk)
         if reason is not None and state.orders.exposure().live_orders:
@@ -201,11 +206,11 @@ class ExecuteStep:
     venue: PaperVenue = field(default_factory=lambda: PaperVenue(PaperConfig(), PaperAccount(100_000.0)))
 
     def on_record(self, record: object) -> list[VenueRecord]:
+        if type(record) in _EXECUTE_MARKET:
+            return self.venue.on_record(record)  # type: ignore[arg-type]  # narrowed by its type
         if isinstance(record, OrderIntent):
             return self.venue.submit(record)
         if isinstance(record, OrderCancel):
             return self.venue.cancel_all(record.venue, record.symbol, record.ts_event_ns, record.ts_recv_ns,
                                          record.reason, cancel_id=record.event_id)
-        if isinstance(record, Trade | TopOfBook | BookUpdate | Ticker | FundingRate):
-            return self.venue.on_record(record)
         return []

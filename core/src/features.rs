@@ -26,8 +26,8 @@ const RECENT_IDS: usize = 8192; // event ids remembered per symbol to drop redel
 /// The FeatureSpec's numbers, windows in ns and the indices `values` reads them by.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spec {
-    pub liq_windows_ns: Vec<i64>, // every liquidation window kept, ascending
-    pub liq_published: Vec<usize>, // indices into liq_windows_ns, in vector order
+    pub liq_windows_ns: Vec<i64>,          // every liquidation window kept, ascending
+    pub liq_published: Vec<usize>,         // indices into liq_windows_ns, in vector order
     pub acceleration: Vec<(usize, usize)>, // (half window, whole window)
     pub burst_sums: usize,
     pub burst_window_ns: i64,
@@ -102,8 +102,8 @@ struct Top {
 /// The windows and last values of one symbol.
 #[derive(Clone, Debug)]
 pub struct Symbol {
-    pub watermark_ns: i64, // newest event time applied
-    liq: Vec<Sums>,        // notional, count, long, short
+    pub watermark_ns: i64,        // newest event time applied
+    liq: Vec<Sums>,               // notional, count, long, short
     bursts: VecDeque<(i64, f64)>, // (window index, notional)
     largest: Max,
     median: Median,
@@ -310,7 +310,8 @@ fn ratio(numerator: f64, denominator: f64) -> f64 {
 fn calendar(ts_ns: i64) -> PyResult<[f64; 4]> {
     let in_day = ts_ns.rem_euclid(NS_PER_DAY);
     let hour = in_day as f64 / NS_PER_HOUR as f64; // both below 2^53: Python's int division is this one
-    let weekday = (ts_ns.div_euclid(NS_PER_DAY) + EPOCH_WEEKDAY).rem_euclid(7) as f64 + in_day as f64 / NS_PER_DAY as f64;
+    let weekday =
+        (ts_ns.div_euclid(NS_PER_DAY) + EPOCH_WEEKDAY).rem_euclid(7) as f64 + in_day as f64 / NS_PER_DAY as f64;
     let (h, w) = (2.0 * std::f64::consts::PI * hour / 24.0, 2.0 * std::f64::consts::PI * weekday / 7.0);
     Ok([sin(h)?, cos(h)?, sin(w)?, cos(w)?])
 }

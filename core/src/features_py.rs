@@ -12,8 +12,16 @@ use crate::{attr, levels, long, text, PyBook};
 /// The spec's numbers in constructor order (what pickling passes back to `__new__`): liquidation windows (ns,
 /// published indices, acceleration index pairs), burst (sums index, window ns, baseline windows, sigma floor),
 /// largest and median windows, trade windows, depth levels, open interest windows, lateness (ns).
-type SpecArgs = ((Vec<i64>, Vec<usize>, Vec<(usize, usize)>), (usize, i64, i64, f64), i64, i64, Vec<i64>, Vec<usize>,
-                 Vec<i64>, f64);
+type SpecArgs = (
+    (Vec<i64>, Vec<usize>, Vec<(usize, usize)>),
+    (usize, i64, i64, f64),
+    i64,
+    i64,
+    Vec<i64>,
+    Vec<usize>,
+    Vec<i64>,
+    f64,
+);
 
 /// All symbols' feature state (`features::Engine`); made from a FeatureSpec's numbers (`decision/features.py`).
 #[pyclass(module = "liqbot_core", name = "FeatureEngine")]
@@ -32,11 +40,23 @@ impl PyFeatureEngine {
         oi_windows_ns: Vec<i64>,
         lateness_ns: f64,
     ) -> Self {
-        let ((liq_windows_ns, liq_published, acceleration), (burst_sums, burst_window_ns, burst_baseline_windows,
-             burst_sigma_floor)) = (liquidation, burst);
+        let (
+            (liq_windows_ns, liq_published, acceleration),
+            (burst_sums, burst_window_ns, burst_baseline_windows, burst_sigma_floor),
+        ) = (liquidation, burst);
         PyFeatureEngine(Engine::new(Spec {
-            liq_windows_ns, liq_published, acceleration, burst_sums, burst_window_ns, burst_baseline_windows,
-            burst_sigma_floor, largest_window_ns, median_window_ns, trade_windows_ns, depth_levels, oi_windows_ns,
+            liq_windows_ns,
+            liq_published,
+            acceleration,
+            burst_sums,
+            burst_window_ns,
+            burst_baseline_windows,
+            burst_sigma_floor,
+            largest_window_ns,
+            median_window_ns,
+            trade_windows_ns,
+            depth_levels,
+            oi_windows_ns,
             lateness_ns,
         }))
     }
@@ -70,7 +90,12 @@ impl PyFeatureEngine {
     }
 
     /// The (watermark, values) of one symbol, in the spec's order; KeyError for a symbol never seen.
-    pub(crate) fn values<'py>(&self, py: Python<'py>, venue: &str, symbol: &str) -> PyResult<(i64, Bound<'py, PyTuple>)> {
+    pub(crate) fn values<'py>(
+        &self,
+        py: Python<'py>,
+        venue: &str,
+        symbol: &str,
+    ) -> PyResult<(i64, Bound<'py, PyTuple>)> {
         let state = &self.0.states[self.slot(venue, symbol)?];
         Ok((state.watermark_ns, PyTuple::new(py, state.values(&self.0.spec)?)?))
     }
@@ -99,8 +124,16 @@ impl PyFeatureEngine {
         let s = &self.0.spec;
         let liquidation = (s.liq_windows_ns.clone(), s.liq_published.clone(), s.acceleration.clone());
         let burst = (s.burst_sums, s.burst_window_ns, s.burst_baseline_windows, s.burst_sigma_floor);
-        (liquidation, burst, s.largest_window_ns, s.median_window_ns, s.trade_windows_ns.clone(),
-         s.depth_levels.clone(), s.oi_windows_ns.clone(), s.lateness_ns)
+        (
+            liquidation,
+            burst,
+            s.largest_window_ns,
+            s.median_window_ns,
+            s.trade_windows_ns.clone(),
+            s.depth_levels.clone(),
+            s.oi_windows_ns.clone(),
+            s.lateness_ns,
+        )
     }
 
     /// Every symbol's state and the counts, as compact bytes (the agents' changelog snapshots).

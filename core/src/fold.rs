@@ -33,7 +33,7 @@ struct Slot<'py> {
     read: Vec<i64>,
     read_at_start: Vec<i64>,
     high: Vec<Option<i64>>,
-    names: Vec<String>, // the merge's sources, by rank
+    names: Vec<String>,           // the merge's sources, by rank
     counts: Vec<(u64, u64, u64)>, // by rank: decoded here, folded in, dead letters released
 }
 
@@ -174,7 +174,11 @@ impl MarketFold {
 }
 
 /// Fold one event; at an applied liquidation, the event as a Python object with its symbol's values.
-fn fold_event(py: Python<'_>, engine: &mut PyFeatureEngine, mut event: MarketEvent) -> PyResult<Option<(Py<PyAny>, i64, Py<PyTuple>)>> {
+fn fold_event(
+    py: Python<'_>,
+    engine: &mut PyFeatureEngine,
+    mut event: MarketEvent,
+) -> PyResult<Option<(Py<PyAny>, i64, Py<PyTuple>)>> {
     if !engine.fold_event(py, &mut event)? || event.name != "liqbot.Liquidation" {
         return Ok(None);
     }
@@ -182,7 +186,12 @@ fn fold_event(py: Python<'_>, engine: &mut PyFeatureEngine, mut event: MarketEve
     Ok(Some((Py::new(py, event)?.into_any(), watermark, values.unbind())))
 }
 
-fn open<'py>(py: Python<'py>, partition: i64, parts: &Bound<'py, PyTuple>, read: &Bound<'py, PyDict>) -> PyResult<Slot<'py>> {
+fn open<'py>(
+    py: Python<'py>,
+    partition: i64,
+    parts: &Bound<'py, PyTuple>,
+    read: &Bound<'py, PyDict>,
+) -> PyResult<Slot<'py>> {
     let engine = parts.get_item(0)?.cast_into::<PyFeatureEngine>()?.borrow_mut();
     let merge = parts.get_item(1)?.cast_into::<PyMerge>()?.borrow_mut();
     let applied_dict = parts.get_item(2)?.cast_into::<PyDict>()?;

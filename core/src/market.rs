@@ -290,7 +290,9 @@ pub fn event(py: Python<'_>, fields: Fields) -> PyResult<Event> {
         Fields::Liquidation { long, price, size } => {
             Event::Liquidation { long, notional: number(py, &price)? * number(py, &size)? }
         }
-        Fields::Trade { buy, price, size } => Event::Trade { price: number(py, &price)?, size: number(py, &size)?, buy },
+        Fields::Trade { buy, price, size } => {
+            Event::Trade { price: number(py, &price)?, size: number(py, &size)?, buy }
+        }
         Fields::Top { bid, ask, mid, microprice } => {
             Event::Top { bid: number(py, &bid)?, ask: number(py, &ask)?, mid, microprice }
         }
@@ -307,7 +309,8 @@ pub fn event(py: Python<'_>, fields: Fields) -> PyResult<Event> {
     })
 }
 
-const SCHEMAS: [&str; 5] = ["liqbot.Liquidation", "liqbot.Trade", "liqbot.TopOfBook", "liqbot.BookUpdate", "liqbot.Ticker"];
+const SCHEMAS: [&str; 5] =
+    ["liqbot.Liquidation", "liqbot.Trade", "liqbot.TopOfBook", "liqbot.BookUpdate", "liqbot.Ticker"];
 
 /// `float(text)`: parsed here when Rust reads it as Python does, else by Python (which may raise).
 fn number(py: Python<'_>, text: &str) -> PyResult<f64> {
@@ -335,7 +338,8 @@ fn fields(schema: &str, record: &Datum<'_>) -> Option<(Fields, Option<&'static s
     Some(match schema {
         "liqbot.Liquidation" => {
             let long = record.text("position_side")? == "LONG";
-            let fields = Fields::Liquidation { long, price: record.owned("bankruptcy_price")?, size: record.owned("size")? };
+            let fields =
+                Fields::Liquidation { long, price: record.owned("bankruptcy_price")?, size: record.owned("size")? };
             (fields, Some(if long { "LONG" } else { "SHORT" }))
         }
         "liqbot.Trade" => {
@@ -366,7 +370,8 @@ fn fields(schema: &str, record: &Datum<'_>) -> Option<(Fields, Option<&'static s
                 Datum::Long(v) => Some(*v),
                 _ => return None,
             };
-            let (funding_rate, open_interest) = (record.optional_text("funding_rate")?, record.optional_text("open_interest")?);
+            let (funding_rate, open_interest) =
+                (record.optional_text("funding_rate")?, record.optional_text("open_interest")?);
             (Fields::Ticker { funding_rate, next_funding_ns, open_interest }, None)
         }
         _ => return None,

@@ -156,10 +156,22 @@ fn to_python(py: Python<'_>, merge: &Merge, entry: Entry) -> PyResult<Py<PyAny>>
     let (topic, offset) = (&merge.names[entry.source()], entry.offset());
     Ok(match entry.item {
         Held::Py(item) => item,
-        Held::Event(event) => PyTuple::new(py, [topic.into_pyobject(py)?.into_any(), offset.into_pyobject(py)?.into_any(),
-                                                 Py::new(py, event)?.into_bound(py).into_any()])?.into_any().unbind(),
-        Held::Failed => PyTuple::new(py, [topic.into_pyobject(py)?.into_any(), offset.into_pyobject(py)?.into_any(),
-                                          py.None().into_bound(py)])?.into_any().unbind(),
+        Held::Event(event) => PyTuple::new(
+            py,
+            [
+                topic.into_pyobject(py)?.into_any(),
+                offset.into_pyobject(py)?.into_any(),
+                Py::new(py, event)?.into_bound(py).into_any(),
+            ],
+        )?
+        .into_any()
+        .unbind(),
+        Held::Failed => PyTuple::new(
+            py,
+            [topic.into_pyobject(py)?.into_any(), offset.into_pyobject(py)?.into_any(), py.None().into_bound(py)],
+        )?
+        .into_any()
+        .unbind(),
     })
 }
 
@@ -203,10 +215,13 @@ impl PyMerge {
         let out = PyList::empty(py);
         let names = &self.1;
         let mut entries = Vec::new();
-        self.0.release(|rank| idle.call1((names[rank].bind(py),))?.is_truthy(), |entry| {
-            entries.push(entry);
-            Ok(())
-        })?;
+        self.0.release(
+            |rank| idle.call1((names[rank].bind(py),))?.is_truthy(),
+            |entry| {
+                entries.push(entry);
+                Ok(())
+            },
+        )?;
         for entry in entries {
             out.append(to_python(py, &self.0, entry)?)?;
         }
@@ -296,8 +311,13 @@ impl PyOrdered {
         let sources: Vec<Py<PyIterator>> =
             sources.try_iter()?.map(|s| Ok(s?.try_iter()?.unbind())).collect::<PyResult<_>>()?;
         let n = sources.len();
-        let mut ordered = PyOrdered { sources, heads: (0..n).map(|_| None).collect(), newest: vec![-1; n],
-                                      keys: BinaryHeap::with_capacity(n), pending: None };
+        let mut ordered = PyOrdered {
+            sources,
+            heads: (0..n).map(|_| None).collect(),
+            newest: vec![-1; n],
+            keys: BinaryHeap::with_capacity(n),
+            pending: None,
+        };
         for rank in 0..n {
             ordered.pull(py, rank)?;
         }

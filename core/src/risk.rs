@@ -60,7 +60,12 @@ impl Risk {
     }
 
     /// The gap in ms when more than `timeout_ns` passed since the heartbeat (the cool-down then starts).
-    fn lost(&mut self, now_ns: i128, timeout_ns: i128, cooldown_ns: impl FnOnce() -> PyResult<i128>) -> PyResult<Option<i128>> {
+    fn lost(
+        &mut self,
+        now_ns: i128,
+        timeout_ns: i128,
+        cooldown_ns: impl FnOnce() -> PyResult<i128>,
+    ) -> PyResult<Option<i128>> {
         let Some(heartbeat) = self.heartbeat_ns else { return Ok(None) };
         let gap_ns = now_ns - i128::from(heartbeat);
         if gap_ns <= timeout_ns {
@@ -268,21 +273,31 @@ impl PySymbolRisk {
     }
 
     /// A liquidation's notional into the spike window at the heartbeat; the breaker's reason when it trips.
-    fn liquidation(&mut self, record: &Bound<'_, PyAny>, limits: &Bound<'_, PyAny>, ts_ns: i64, heartbeat: i64)
-        -> PyResult<Option<String>> {
+    fn liquidation(
+        &mut self,
+        record: &Bound<'_, PyAny>,
+        limits: &Bound<'_, PyAny>,
+        ts_ns: i64,
+        heartbeat: i64,
+    ) -> PyResult<Option<String>> {
         let py = record.py();
         let float = py.get_type::<PyFloat>();
         let price: f64 = float.call1((record.getattr(intern!(py, "bankruptcy_price"))?,))?.extract()?;
         let size: f64 = float.call1((record.getattr(intern!(py, "size"))?,))?.extract()?;
         self.risk.liquidations.add(heartbeat, &[price * size]); // a late one counts at the newest time
         let spike = PyFloat::new(py, self.risk.liquidations.sums[0]);
-        let threshold = limits.call_method1(intern!(py, "spike_notional"), (record.getattr(intern!(py, "symbol"))?,))?;
+        let threshold =
+            limits.call_method1(intern!(py, "spike_notional"), (record.getattr(intern!(py, "symbol"))?,))?;
         if !spike.ge(&threshold)? {
             return Ok(None);
         }
         let window_ms = limits.getattr(intern!(py, "breaker_spike_window_ms"))?;
-        let reason = format!("liquidation spike: {} within {} ms (limit {})", shown(&spike, ",.0f")?,
-                             window_ms.str()?, shown(&threshold, ",.0f")?);
+        let reason = format!(
+            "liquidation spike: {} within {} ms (limit {})",
+            shown(&spike, ",.0f")?,
+            window_ms.str()?,
+            shown(&threshold, ",.0f")?
+        );
         Ok(Some(self.risk.pause(i128::from(ts_ns), pause_ns(limits)?, reason)))
     }
 }

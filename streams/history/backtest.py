@@ -40,7 +40,6 @@ __all__ = ["BacktestConfig", "History", "Outputs", "Progress", "Replay", "canoni
 log = logging.getLogger(__name__)
 
 _TOPIC_OF = {spec.schema: spec.name for spec in TOPICS}
-_TABLE_OF = {spec.schema: spec.table for spec in TOPICS}
 _PROGRESS_EVERY = 4096  # records between looks at the wall clock for a progress line
 FILLED = frozenset({"FILLED", "PARTIALLY_FILLED"})
 
@@ -193,13 +192,14 @@ class _Loop:
     outputs: Outputs = field(default_factory=Outputs)
     rows: dict[str, int] = field(default_factory=dict)
 
-    def step(self, partition: int, record: AvroRecord) -> None:
+    def state(self, partition: int) -> list[Any]:
         state = self.states.get(partition)
         if state is None:
             state = self.states[partition] = self.chain.new()
-        table = _TABLE_OF[record.SCHEMA]
-        self.rows[table] = self.rows.get(table, 0) + 1
-        self.outputs.add(partition, self.chain.handle(state, record), self.starting_equity)
+        return state
+
+    def count(self, table: str, rows: int) -> None:
+        self.rows[table] = self.rows.get(table, 0) + rows
 
     def venues(self) -> list[PaperVenue]:
         return [step.venue for step in self.chain.states_of("execute", list(self.states.values()))]
@@ -264,12 +264,25 @@ def replay_history(history: History, config: BacktestConfig, served: ServedModel
 def _run(loop: _Loop, sources: list[tuple[Source, Iterator[tuple[int, int, AvroRecord]]]], *, started: float,
          on_progress: Callable[[Progress], None] | None, progress_every_s: float) -> None:
     total, said = sum(s.rows for s, _ in sources), started
+    # by source rank: its partition's chain state (a state is made when its partition's first record comes)
     partitions = [s.partition for s, _ in sources]
+    states: list[list[Any] | None] = [None] * len(sources)
+    read = [0] * len(sources)
+    handle, add, equity = loop.chain.handle, loop.outputs.add, loop.starting_equity
     for n, (rank, ts_ns, record) in enumerate(ordered([records for _, records in sources]), 1):
-        loop.step(partitions[rank], record)
+        state = states[rank]
+        if state is None:
+            state = states[rank] = loop.state(partitions[rank])
+        read[rank] += 1
+        made = handle(state, record)
+        if made:
+            add(partitions[rank], made, equity)
         if on_progress is not None and n % _PROGRESS_EVERY == 0 and time.perf_counter() - said >= progress_every_s:
             said = time.perf_counter()
             on_progress(Progress(n, total, ts_ns, len(loop.outputs.intents), said - started))
+    for (source, _), rows in zip(sources, read, strict=True):
+        if rows:
+            loop.count(source.spec.table, rows)
 
 
 def _result(loop: _Loop, config: BacktestConfig, served: ServedModel, batches: dict[str, int], *, input_hash: str,
