@@ -76,6 +76,7 @@ def decide_step(config: StrategyConfig, starting_equity: float, on_decision: Dec
         return step.on_record(record, on_decision)
 
     handle: Handler[DecideStep] = DecideStep.on_record if on_decision is None else hooked  # one frame fewer unhooked
+
     def factory() -> DecideStep:
         return DecideStep(config, AccountRisk(starting_equity))
 
