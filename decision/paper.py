@@ -443,10 +443,7 @@ class PaperVenue:
         return self.symbol(intent.venue, intent.symbol).submit(intent, self.config)
 
     def on_record(self, record: TimedRecord) -> list[VenueRecord]:
-        state = self.symbols.get((record.venue, record.symbol))
-        if state is None:
-            state = self.symbol(record.venue, record.symbol)
-        return state.on_record(record, self.config, self.account)
+        return self.symbol(record.venue, record.symbol).on_record(record, self.config, self.account)
 
     def cancel_all(self, venue: str, symbol: str, ts_ns: int, ts_recv_ns: int, reason: str, *,
                    cancel_id: str = "") -> list[VenueRecord]:

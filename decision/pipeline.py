@@ -139,9 +139,7 @@ class DecideStep:
 
     def _market(self, record: Liquidation | TopOfBook | Trade | Instrument | Ticker,
                 on_decision: DecisionHook | None) -> list[OrderIntent | OrderCancel]:
-        state = self.symbols.get((record.venue, record.symbol))
-        if state is None:
-            state = self.symbol(record.venue, record.symbol)
+        state = self.symbol(record.venue, record.symbol)
         out: list[OrderIntent | OrderCancel] = []
         reason = state.on_record(record, self.config.risk)
         if reason is not None and state.orders.exposure().live_orders:
